@@ -1,0 +1,213 @@
+"""Polling: every target on its own schedule, and the state /metrics renders from.
+
+Each target has one asyncio task that sleeps until its next (jittered) slot, runs one
+poll under a deadline, and stores the result. A poll never overlaps itself: the loop
+awaits it, and a poll that ignores cancellation is abandoned only after its
+connections are torn down. /metrics never waits on any of this; it reads whatever
+the last poll left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .adapter import AdapterSpec, PollError, Reason, Target
+from .config import GlobalConfig, TargetConfig
+from .logs import kv, redact
+from .metrics import RenderedFamily, render_families
+
+log = logging.getLogger("sparki.poller")
+
+# How long a cancelled poll may take to unwind before its connections are torn down.
+CANCEL_GRACE = 1.0
+
+
+@dataclass
+class TargetState:
+    """What the core knows about one target; read by /metrics and the landing page."""
+
+    adapter: str
+    name: str
+    interval: float
+    timeout: float
+    stale_after: float
+    snapshot: Any = None
+    rendered: tuple[RenderedFamily, ...] = ()
+    snapshot_time: float = 0.0  # monotonic
+    up: bool = False
+    polled: bool = False
+    last_duration: float | None = None
+    last_success: float | None = None  # wall clock
+    last_attempt: float | None = None  # wall clock
+    last_error: str | None = None
+    last_reason: Reason | None = None
+    errors: Counter[str] = field(default_factory=Counter)
+    polls: int = 0
+
+    def fresh(self, now: float | None = None) -> bool:
+        """Whether the latest snapshot is recent enough to export."""
+        if self.snapshot is None:
+            return False
+        now = time.monotonic() if now is None else now
+        return now - self.snapshot_time <= self.stale_after
+
+    def exported_up(self, now: float | None = None) -> bool:
+        return self.up and self.fresh(now)
+
+
+class TargetRunner:
+    """Runs one target's poll loop and keeps its :class:`TargetState`."""
+
+    def __init__(
+        self, spec: AdapterSpec, config: TargetConfig, global_config: GlobalConfig
+    ) -> None:
+        self.spec = spec
+        self.config = config
+        self.target: Target = spec.target(config, global_config)
+        interval = global_config.interval_for(config)
+        self.state = TargetState(
+            adapter=spec.name,
+            name=config.name,
+            interval=interval,
+            timeout=global_config.timeout_for(config),
+            stale_after=interval * global_config.stale_after_intervals,
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._poll_task: asyncio.Task[Any] | None = None
+        self.first_poll_done = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(
+            self._loop(), name=f"poll-{self.spec.name}-{self.config.name}"
+        )
+
+    async def _loop(self) -> None:
+        # Spread first polls over a short window so many targets do not start in step,
+        # but stay quick so /readyz turns ready soon after start.
+        await asyncio.sleep(random.uniform(0, min(self.state.interval * 0.1, 1.0)))
+        next_at = time.monotonic()
+        while True:
+            await self.poll_once()
+            next_at += self.state.interval
+            now = time.monotonic()
+            if next_at < now:  # fell behind (the host was suspended, say): realign
+                next_at = now
+            jitter = random.uniform(-0.05, 0.05) * self.state.interval
+            await asyncio.sleep(max(0.0, next_at - now + jitter))
+
+    async def poll_once(self) -> None:
+        """Run one poll under the deadline and record its outcome."""
+        state = self.state
+        if self._poll_task is not None and not self._poll_task.done():
+            # The previous poll is still unwinding: never start a second one beside it.
+            self._record_failure(PollError(Reason.TIMEOUT, "previous poll still running"), 0.0)
+            return
+        start = time.monotonic()
+        state.last_attempt = time.time()
+        self._poll_task = asyncio.create_task(self.target.poll())
+        try:
+            snapshot = await asyncio.wait_for(asyncio.shield(self._poll_task), state.timeout)
+        except TimeoutError:
+            await self._abandon()
+            self._record_failure(
+                PollError(Reason.TIMEOUT, f"poll did not finish within {state.timeout:g}s"),
+                time.monotonic() - start,
+            )
+            return
+        except asyncio.CancelledError:
+            await self._abandon()
+            raise
+        except Exception as exc:
+            error = exc if isinstance(exc, PollError) else self.spec.classify(exc)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.target.reset(), CANCEL_GRACE)
+            self._record_failure(error, time.monotonic() - start)
+            return
+        duration = time.monotonic() - start
+        try:
+            rendered = render_families(self.spec.families(snapshot))
+        except Exception as exc:  # a bug in an adapter must not take the exporter down
+            log.exception("rendering failed", extra=kv(adapter=state.adapter, target=state.name))
+            self._record_failure(PollError(Reason.OTHER, f"rendering failed: {exc}"), duration)
+            return
+        was_up = state.up
+        state.snapshot = snapshot
+        state.rendered = rendered
+        state.snapshot_time = time.monotonic()
+        state.up = True
+        state.last_duration = duration
+        state.last_success = time.time()
+        state.last_error = None
+        state.last_reason = None
+        state.polls += 1
+        self._mark_polled()
+        if not was_up and state.polls > 1:
+            log.info("target recovered", extra=kv(adapter=state.adapter, target=state.name))
+
+    async def _abandon(self) -> None:
+        """Cancel a poll that overran; tear its connections down if it will not stop."""
+        task = self._poll_task
+        if task is None or task.done():
+            return
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE)
+        if not done:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.target.reset(), CANCEL_GRACE)
+            await asyncio.wait({task}, timeout=CANCEL_GRACE)
+        else:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.target.reset(), CANCEL_GRACE)
+        if task.done() and not task.cancelled():
+            task.exception()  # mark retrieved, it is reported as a timeout
+
+    def _record_failure(self, error: PollError, duration: float) -> None:
+        state = self.state
+        message = redact(error.message)
+        changed = (not state.polled) or state.up or state.last_error != message
+        state.up = False
+        state.last_duration = duration
+        state.last_error = message
+        state.last_reason = error.reason
+        state.errors[error.reason.value] += 1
+        self._mark_polled()
+        if changed:  # one line when a target goes down or its error changes, not per poll
+            log.warning(
+                "poll failed",
+                extra=kv(
+                    adapter=state.adapter,
+                    target=state.name,
+                    reason=error.reason.value,
+                    error=message,
+                ),
+            )
+
+    def _mark_polled(self) -> None:
+        self.state.polled = True
+        self.first_poll_done.set()
+
+    async def stop(self) -> None:
+        """Stop polling and close the target's connections."""
+        for task in (self._task, self._poll_task):
+            if task is not None and not task.done():
+                task.cancel()
+        for task in (self._task, self._poll_task):
+            if task is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(task, CANCEL_GRACE)
+        try:
+            await asyncio.wait_for(self.target.close(), 2.0)
+        except Exception as exc:
+            log.warning(
+                "close failed",
+                extra=kv(
+                    adapter=self.state.adapter, target=self.state.name, error=redact(str(exc))
+                ),
+            )

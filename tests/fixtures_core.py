@@ -1,0 +1,174 @@
+"""Core fixtures: free ports, an in-process exporter, a TCP server that never answers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter import config as config_mod
+from exporter.service import Exporter
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class HungServer:
+    """Accepts TCP connections and never sends a byte: the worst kind of dead target."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = int(self.sock.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        self.sock.settimeout(0.2)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+                self.accepted.append(conn)
+            except OSError:
+                continue
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join(2)
+        for c in self.accepted:
+            c.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def hung_server() -> Iterator[HungServer]:
+    server = HungServer()
+    yield server
+    server.close()
+
+
+class RunningExporter:
+    """An exporter started in the test's event loop, with helpers to scrape it."""
+
+    def __init__(self, exporter: Exporter, session: aiohttp.ClientSession) -> None:
+        self.exporter = exporter
+        self.session = session
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.exporter.port}"
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, dict[str, str], bytes]:
+        async with self.session.get(self.url + path, **kwargs) as resp:
+            return resp.status, dict(resp.headers), await resp.read()
+
+    async def scrape(self) -> str:
+        status, _, body = await self.get("/metrics")
+        assert status == 200
+        return body.decode()
+
+    async def families(self) -> dict[str, Any]:
+        text = await self.scrape()
+        return {f.name: f for f in text_string_to_metric_families(text)}
+
+    async def samples(self, name: str, **labels: str) -> list[Any]:
+        """Samples with this exact sample name whose labels include ``labels``."""
+        text = await self.scrape()
+        out = []
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                    out.append(s)
+        return out
+
+    async def value(self, name: str, **labels: str) -> float | None:
+        found = await self.samples(name, **labels)
+        return found[0].value if found else None
+
+    async def wait_for(
+        self, predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1
+    ) -> Any:
+        """Await ``predicate()`` (sync or async) until truthy; fail with its last value."""
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if asyncio.iscoroutine(last):
+                last = await last
+            if last:
+                return last
+            await asyncio.sleep(interval)
+        raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+    def runner(self, adapter: str, name: str) -> Any:
+        for r in self.exporter.runners:
+            if r.state.adapter == adapter and r.state.name == name:
+                return r
+        raise KeyError(name)
+
+    async def polls(self, adapter: str, name: str, count: int = 1, timeout: float = 20.0) -> None:
+        """Wait until the target has completed ``count`` more polls (success or failure)."""
+        st = self.runner(adapter, name).state
+        start = st.polls + sum(st.errors.values())
+        await self.wait_for(lambda: st.polls + sum(st.errors.values()) >= start + count, timeout)
+
+
+@pytest.fixture
+async def start_exporter() -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``await start_exporter({...config...})`` returns a RunningExporter."""
+    started: list[RunningExporter] = []
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+
+    async def start(data: dict[str, Any], env: dict[str, str] | None = None) -> RunningExporter:
+        cfg = config_mod.validate(data, env or {})
+        exporter = Exporter(cfg)
+        await exporter.start("127.0.0.1", 0)
+        running = RunningExporter(exporter, session)
+        started.append(running)
+        return running
+
+    yield start
+    for running in started:
+        await running.exporter.stop()
+    await session.close()
+
+
+@pytest.fixture
+def captured_logs(caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], str]]:
+    """All log output rendered through the exporter's own (redacting) formatter."""
+    from exporter.logs import _Formatter
+
+    caplog.set_level(logging.DEBUG)
+    fmt = _Formatter(as_json=False)
+
+    def text() -> str:
+        return "\n".join(fmt.format(r) for r in caplog.records)
+
+    yield text
+
+
+@contextlib.contextmanager
+def timed() -> Iterator[list[float]]:
+    """``with timed() as t: ...`` then ``t[0]`` is the elapsed seconds."""
+    out: list[float] = []
+    start = time.monotonic()
+    try:
+        yield out
+    finally:
+        out.append(time.monotonic() - start)

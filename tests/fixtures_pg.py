@@ -1,0 +1,196 @@
+"""Throwaway PostgreSQL clusters: initdb on a free port, pg_stat_statements preloaded.
+
+Tests never use a system PostgreSQL: every cluster here is made with initdb in a
+temporary directory, so tests can restart, stop and reset it freely. As root (CI), the
+server binaries run as the ``postgres`` user, since PostgreSQL refuses to run as root.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fixtures_core import free_port
+
+
+def pg_bindir() -> Path:
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+    if not candidates:
+        pytest.skip("PostgreSQL server binaries not installed (see .ci/run)")
+    return Path(candidates[-1])
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+class PgCluster:
+    """One PostgreSQL server in its own directory, controlled with pg_ctl."""
+
+    def __init__(self, *, preload: bool = True, settings: dict[str, str] | None = None) -> None:
+        self.bindir = pg_bindir()
+        self.base = Path(tempfile.mkdtemp(prefix="sparki-pg-"))
+        self.data = self.base / "data"
+        self.logfile = self.base / "server.log"
+        self.port = free_port()
+        self.preload = preload
+        self.settings = settings or {}
+        if os.geteuid() == 0:
+            shutil.chown(self.base, "postgres", "postgres")
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = _as_postgres([str(self.bindir / args[0]), *args[1:]])
+        return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=120)
+
+    def _conf(self, extra: dict[str, str]) -> None:
+        lines = {
+            "port": str(self.port),
+            "listen_addresses": "'127.0.0.1'",
+            "unix_socket_directories": f"'{self.base}'",
+            "max_connections": "40",
+            "superuser_reserved_connections": "3",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "wal_level": "replica",
+            "max_wal_senders": "5",
+            "hot_standby": "on",
+            "wal_keep_size": "'64MB'",
+            "track_io_timing": "on",
+            "pg_stat_statements.track_utility": "on",
+            "log_min_messages": "warning",
+        }
+        if self.preload:
+            lines["shared_preload_libraries"] = "'pg_stat_statements'"
+        lines.update(self.settings)
+        lines.update(extra)
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write("\n# sparki tests\n")
+            for k, v in lines.items():
+                f.write(f"{k} = {v}\n")
+
+    def init(self) -> PgCluster:
+        self.run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--no-instructions",
+        )
+        self._conf({})
+        hba = self.data / "pg_hba.conf"
+        hba.write_text(
+            "host all sparki_pw 127.0.0.1/32 scram-sha-256\n"
+            "local all all trust\n"
+            "host all all 127.0.0.1/32 trust\n"
+            "host replication all 127.0.0.1/32 trust\n"
+        )
+        return self
+
+    def init_standby(self, primary: PgCluster) -> PgCluster:
+        self.run(
+            "pg_basebackup",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(primary.port),
+            "-U",
+            "postgres",
+            "-D",
+            str(self.data),
+            "-R",
+            "-X",
+            "stream",
+            "--checkpoint=fast",
+            "--no-sync",
+            "-c",
+            "fast",
+        )
+        self._conf(
+            {
+                "primary_conninfo": f"'host=127.0.0.1 port={primary.port} user=postgres "
+                f"application_name=standby1'"
+            }
+        )
+        return self
+
+    def start(self) -> PgCluster:
+        self.run("pg_ctl", "-D", str(self.data), "-l", str(self.logfile), "-w", "-t", "60", "start")
+        return self
+
+    def stop(self) -> None:
+        self.run(
+            "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "-t", "60", "stop", check=False
+        )
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def dsn(self, user: str = "postgres", dbname: str = "postgres") -> str:
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
+
+    def connect(self, dbname: str = "postgres", **kw: object) -> psycopg.Connection:
+        return psycopg.connect(self.dsn(dbname=dbname), autocommit=True, **kw)  # type: ignore[arg-type]
+
+    def sql(self, query: str, dbname: str = "postgres") -> list[tuple]:
+        with self.connect(dbname) as conn:
+            cur = conn.execute(query.encode())
+            return cur.fetchall() if cur.description else []
+
+
+def make_primary(**kw: object) -> PgCluster:
+    cluster = PgCluster(**kw).init().start()  # type: ignore[arg-type]
+    if cluster.preload:
+        cluster.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    cluster.sql("CREATE DATABASE app")
+    if cluster.preload:
+        cluster.sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements", dbname="app")
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def pg_primary() -> Iterator[PgCluster]:
+    """A shared primary. Tests must not stop it; use ``pg_cluster`` for that."""
+    cluster = make_primary()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def pg_standby(pg_primary: PgCluster) -> Iterator[PgCluster]:
+    standby = PgCluster().init_standby(pg_primary).start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if pg_primary.sql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")[0][
+            0
+        ]:
+            break
+        time.sleep(0.2)
+    yield standby
+    standby.destroy()
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[PgCluster]:
+    """A private primary a test may stop, restart or reset."""
+    cluster = make_primary()
+    yield cluster
+    cluster.destroy()
