@@ -115,11 +115,12 @@ class TargetRunner:
         try:
             snapshot = await asyncio.wait_for(asyncio.shield(self._poll_task), state.timeout)
         except TimeoutError:
-            await self._abandon()
+            # Record first: the target is down now, however long the unwinding takes.
             self._record_failure(
                 PollError(Reason.TIMEOUT, f"poll did not finish within {state.timeout:g}s"),
                 time.monotonic() - start,
             )
+            await self._abandon()
             return
         except asyncio.CancelledError:
             await self._abandon()

@@ -18,6 +18,9 @@ from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from .poller import TargetRunner
 
 
+EXPOSITION = web.AppKey("exposition", Exposition)
+
+
 def wants_openmetrics(accept: str) -> bool:
     """True when the Accept header asks for OpenMetrics (as Prometheus does when enabled)."""
     return any(
@@ -116,5 +119,5 @@ def make_app(runners: Sequence[TargetRunner], telemetry_path: str = "/metrics") 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", index)
-    app["exposition"] = exposition
+    app[EXPOSITION] = exposition
     return app

@@ -116,6 +116,16 @@ class RunningExporter:
             await asyncio.sleep(interval)
         raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
+    async def wait_value(
+        self, name: str, want: float | None, timeout: float = 15.0, **labels: str
+    ) -> None:
+        """Wait until the sample ``name{labels}`` has value ``want`` (None: absent)."""
+
+        async def check() -> bool:
+            return await self.value(name, **labels) == want
+
+        await self.wait_for(check, timeout)
+
     def runner(self, adapter: str, name: str) -> Any:
         for r in self.exporter.runners:
             if r.state.adapter == adapter and r.state.name == name:
@@ -172,3 +182,94 @@ def timed() -> Iterator[list[float]]:
         yield out
     finally:
         out.append(time.monotonic() - start)
+
+
+class TcpProxy:
+    """A TCP forwarder that can turn into a black hole, to make a live target hang.
+
+    In black-hole mode it keeps accepting connections but forwards nothing in either
+    direction, which is what a frozen server or a dropped network path looks like to a
+    client: no error, no answer.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.holes = threading.Event()
+        self._stop = False
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def blackhole(self, on: bool = True) -> None:
+        if on:
+            self.holes.set()
+        else:
+            self.holes.clear()
+            for c in self._conns:  # drop frozen connections so clients reconnect cleanly
+                with contextlib.suppress(OSError):
+                    c.shutdown(socket.SHUT_RDWR)
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                continue
+            self._conns.append(client)
+            if self.holes.is_set():
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=2)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            self._conns.append(upstream)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                while self.holes.is_set() and not self._stop:
+                    time.sleep(0.05)  # hold the bytes: the peer sees silence
+                if self._stop:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._stop = True
+        self.holes.clear()
+        for c in self._conns:
+            with contextlib.suppress(OSError):
+                c.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def tcp_proxy() -> Iterator[Callable[[int], TcpProxy]]:
+    """Factory: ``tcp_proxy(upstream_port)`` returns a started :class:`TcpProxy`."""
+    proxies: list[TcpProxy] = []
+
+    def make(port: int) -> TcpProxy:
+        proxy = TcpProxy(port)
+        proxies.append(proxy)
+        return proxy
+
+    yield make
+    for p in proxies:
+        p.close()

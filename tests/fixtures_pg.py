@@ -119,12 +119,14 @@ class PgCluster:
             "-c",
             "fast",
         )
-        self._conf(
-            {
-                "primary_conninfo": f"'host=127.0.0.1 port={primary.port} user=postgres "
-                f"application_name=standby1'"
-            }
-        )
+        self._conf({})
+        # pg_basebackup -R wrote primary_conninfo to postgresql.auto.conf, which wins over
+        # postgresql.conf: name the standby there.
+        with open(self.data / "postgresql.auto.conf", "a") as f:
+            f.write(
+                f"primary_conninfo = 'host=127.0.0.1 port={primary.port} user=postgres "
+                "application_name=standby1'\n"
+            )
         return self
 
     def start(self) -> PgCluster:
@@ -149,6 +151,16 @@ class PgCluster:
 
     def connect(self, dbname: str = "postgres", **kw: object) -> psycopg.Connection:
         return psycopg.connect(self.dsn(dbname=dbname), autocommit=True, **kw)  # type: ignore[arg-type]
+
+    def target(self, name: str, **extra: object) -> dict[str, object]:
+        """Exporter config for a target on this cluster, as the monitoring role."""
+        self.ensure_monitor_role()
+        return {"name": name, "dsn": self.dsn(user="sparki_monitor"), **extra}
+
+    def ensure_monitor_role(self) -> None:
+        """The least-privilege role docs/postgres.md recommends: pg_monitor, nothing else."""
+        if not self.sql("SELECT 1 FROM pg_roles WHERE rolname = 'sparki_monitor'"):
+            self.sql("CREATE ROLE sparki_monitor LOGIN IN ROLE pg_monitor")
 
     def sql(self, query: str, dbname: str = "postgres") -> list[tuple]:
         with self.connect(dbname) as conn:

@@ -108,10 +108,13 @@ class PostgresConfig(TargetConfig):
     @classmethod
     def _valid_dsn(cls, value: str) -> str:
         try:
-            conninfo_to_dict(value)
+            params = conninfo_to_dict(value)
         except psycopg.ProgrammingError:
             # libpq's message can quote the string, which may hold a password: say less.
             raise ValueError("not a valid libpq connection string or postgresql:// URL") from None
+        ports = str(params.get("port", "5432")).split(",")
+        if not all(p.strip().isdigit() and 0 < int(p) < 65536 for p in ports):
+            raise ValueError("the port in the DSN must be a number from 1 to 65535")
         return value
 
     def extra_secrets(self) -> list[str]:
@@ -189,8 +192,9 @@ def statements_sql(version: int, exclude_own: bool = True) -> str:
     since = "s.stats_since" if version >= 170000 else "NULL::timestamptz"
     toplevel = "AND s.toplevel" if version >= 140000 else ""
     own = "AND s.userid <> session_user::regrole::oid" if exclude_own else ""
-    return (  # noqa: S608 (only constants are interpolated)
-        f"SELECT s.userid::int8, s.dbid::int8, s.queryid, s.calls, s.{time_col}, d.datname, "
+    # Only constants are interpolated.
+    return (
+        f"SELECT s.userid::int8, s.dbid::int8, s.queryid, s.calls, s.{time_col}, d.datname, "  # noqa: S608
         f"{since} FROM pg_stat_statements(false) s JOIN pg_database d ON d.oid = s.dbid "
         f"WHERE s.queryid IS NOT NULL {toplevel} {own}"
     )
@@ -206,7 +210,8 @@ SETTINGS_SQL = (
     "current_setting('max_connections')::int, "
     "current_setting('superuser_reserved_connections')::int, "
     "coalesce(current_setting('reserved_connections', true), '0')::int, "  # 16+
-    "current_setting('shared_preload_libraries'), "
+    # pg_settings hides this row from roles without pg_read_all_settings: NULL = unknown.
+    "(SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), "
     "EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'), "
     "current_database()"
 )
@@ -325,7 +330,7 @@ class PostgresTarget:
         )
         replication = await self._replication(conn, bool(in_recovery))
         available, tracked, dealloc = await self._statements(
-            conn, int(version), str(preload), bool(has_ext), str(dbname)
+            conn, int(version), preload, bool(has_ext), str(dbname)
         )
 
         statements: list[StatementSeries] = []
@@ -402,9 +407,16 @@ class PostgresTarget:
         )
 
     async def _statements(
-        self, conn: AsyncConnection[Any], version: int, preload: str, has_ext: bool, dbname: str
+        self,
+        conn: AsyncConnection[Any],
+        version: int,
+        preload: str | None,
+        has_ext: bool,
+        dbname: str,
     ) -> tuple[bool, int, int | None]:
-        preloaded = "pg_stat_statements" in [p.strip() for p in preload.split(",")]
+        preloaded = preload is None or "pg_stat_statements" in [
+            p.strip() for p in preload.split(",")
+        ]
         if not preloaded:
             self._problem("not_preloaded", dbname)
             return False, 0, None

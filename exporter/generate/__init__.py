@@ -1,0 +1,156 @@
+"""``sparki-exporter generate``: rules, dashboards, deploy files and tests from one source.
+
+rules/thresholds.yaml holds every threshold; exporter/generate/catalog.py holds every
+expression. From the two this writes
+
+- rules/sparki-recording.rules.yml and rules/sparki-alerts.rules.yml,
+- deploy/kubernetes/prometheusrule.yaml (the same groups, for the Prometheus Operator),
+- dashboards/*.json (Grafana, built with grafana-foundation-sdk),
+- tests/promtool/*.test.yml (promtool unit tests of every alert).
+
+``--check`` writes nothing: it regenerates in memory and exits 1 listing every file that
+differs from the committed one (and any runbook anchor an alert points at that
+docs/runbooks.md lacks), so CI can prove the committed files are current.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import promtests, rules
+from .catalog import SDK_REQUIREMENT, SIGNALS, anchor
+from .thresholds import ThresholdsError, load
+
+THRESHOLDS_FILE = "rules/thresholds.yaml"
+RUNBOOKS_FILE = "docs/runbooks.md"
+# Directories the generator owns entirely: files there that it did not write are stale.
+OWNED = (("dashboards", "*.json"), ("tests/promtool", "*.test.yml"))
+
+
+def default_root() -> Path:
+    """The working directory if it holds the thresholds, else this source checkout."""
+    cwd = Path.cwd()
+    if (cwd / THRESHOLDS_FILE).exists():
+        return cwd
+    return Path(__file__).resolve().parents[2]
+
+
+def render_all(root: Path) -> dict[str, str]:
+    """Every generated file's text, by path relative to ``root``."""
+    thresholds = load(root / THRESHOLDS_FILE)
+    from . import dashboards  # needs grafana-foundation-sdk: imported only here
+
+    files: dict[str, str] = {}
+    files.update(rules.render(thresholds))
+    files.update(dashboards.render(thresholds))
+    files.update(promtests.render(thresholds))
+    return files
+
+
+_HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def runbook_anchors(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    anchors = set()
+    in_code = False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        match = None if in_code else _HEADING.match(line)
+        if match:
+            anchors.add(slug(match.group(1)))
+    return anchors
+
+
+def missing_runbooks(root: Path) -> list[str]:
+    anchors = runbook_anchors(root / RUNBOOKS_FILE)
+    return sorted({s.alert for s in SIGNALS if anchor(s.alert) not in anchors})
+
+
+def stale_files(root: Path, files: dict[str, str]) -> list[str]:
+    out = []
+    for folder, pattern in OWNED:
+        for path in sorted((root / folder).glob(pattern)):
+            rel = path.relative_to(root).as_posix()
+            if rel not in files:
+                out.append(rel)
+    return out
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="sparki-exporter generate",
+        description="Write alert and recording rules, the PrometheusRule manifest, Grafana "
+        "dashboards and promtool tests from rules/thresholds.yaml.",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 listing files that differ from what would be generated",
+    )
+    parser.add_argument(
+        "--root", type=Path, help="repository root (default: the working directory)"
+    )
+    args = parser.parse_args(list(argv))
+    root: Path = args.root or default_root()
+    try:
+        files = render_all(root)
+    except ThresholdsError as exc:
+        print(f"{THRESHOLDS_FILE}: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:
+        print(
+            f"cannot build dashboards: {exc}; pip install '{SDK_REQUIREMENT}'",
+            file=sys.stderr,
+        )
+        return 2
+    stale = stale_files(root, files)
+    no_runbook = missing_runbooks(root)
+    if args.check:
+        differ = []
+        for rel, text in sorted(files.items()):
+            path = root / rel
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                differ.append(rel)
+        for rel in differ:
+            print(f"out of date: {rel}")
+        for rel in stale:
+            print(f"not generated (stale): {rel}")
+        for alert in no_runbook:
+            print(f"no runbook section: {RUNBOOKS_FILE}#{anchor(alert)} ({alert})")
+        if differ or stale or no_runbook:
+            print("run `sparki-exporter generate` and commit the result", file=sys.stderr)
+            return 1
+        print(f"{len(files)} generated files are up to date")
+        return 0
+    written = 0
+    for rel, text in sorted(files.items()):
+        path = root / rel
+        if path.exists() and path.read_text(encoding="utf-8") == text:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        print(f"wrote {rel}")
+        written += 1
+    for rel in stale:
+        (root / rel).unlink()
+        print(f"removed {rel} (no longer generated)")
+    for alert in no_runbook:
+        print(
+            f"warning: {alert} has no section in {RUNBOOKS_FILE} (#{anchor(alert)})",
+            file=sys.stderr,
+        )
+    print(f"{written} of {len(files)} files changed")
+    return 0

@@ -1,0 +1,467 @@
+"""What Sparki records and alerts on: expressions, names and texts, without numbers.
+
+The numbers (thresholds, ``for`` durations, severities) come from rules/thresholds.yaml;
+this module says which PromQL each signal is, how it is named and described, and in
+which direction it is bad. Every generated artifact (rule files, the PrometheusRule,
+dashboards, promtool tests) is built from these two together.
+
+Naming follows Prometheus' ``level:metric:operations`` convention: ``level`` lists the
+labels the result is kept by (besides the scrape's job and instance, which every
+aggregation here preserves by aggregating ``without`` the dropped labels), ``metric``
+is the source metric without ``_total``, and ``operations`` is what was applied, newest
+first (``p95_rate5m``: the 95th percentile of a 5 minute rate).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Direction = Literal["above", "below"]
+Unit = Literal["seconds", "ratio", "per_second", "intervals", "bool"]
+
+# The exact SDK the committed dashboards were generated with: another build may emit
+# different JSON, and `generate --check` would then fail for no change of ours.
+SDK_REQUIREMENT = "grafana-foundation-sdk==1769699379!11.6.0"
+
+ADAPTERS = ("common", "postgres", "redis", "s3")
+ADAPTER_TITLES = {"common": "Exporter", "postgres": "PostgreSQL", "redis": "Redis", "s3": "S3"}
+QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+
+
+@dataclass(frozen=True, slots=True)
+class Recording:
+    adapter: str
+    record: str
+    expr: str
+
+
+def _quantiles(adapter: str, level: str, metric: str, window: str, without: str) -> list[Recording]:
+    rate = f"rate({metric}_bucket[{window}])"
+    inner = f"sum without ({without}) ({rate})" if without else rate
+    return [
+        Recording(
+            adapter, f"{level}:{metric}:{name}_rate{window}", f"histogram_quantile({q}, {inner})"
+        )
+        for name, q in QUANTILES
+    ]
+
+
+# --- recording rules --------------------------------------------------------------------
+
+PG_LATENCY = "target_datname:sparki_postgres_statement_duration_seconds:{q}_rate5m"
+PG_CONN_UTIL = "target:sparki_postgres_connections:utilization"
+PG_BLOCKS_RATE = "target_datname:sparki_postgres_blocks_accessed:rate5m"
+PG_HIT_RATIO = "target_datname:sparki_postgres_blocks_hit:ratio_rate5m"
+PG_XACT_RATE = "target_datname:sparki_postgres_transactions:rate5m"
+REDIS_LATENCY = "target:sparki_redis_command_duration_seconds:{q}_rate5m"
+REDIS_MEM_UTIL = "target:sparki_redis_memory:utilization"
+REDIS_EVICT_RATE = "target:sparki_redis_evicted_keys:rate5m"
+REDIS_LOOKUP_RATE = "target:sparki_redis_keyspace_lookups:rate5m"
+REDIS_HIT_RATIO = "target:sparki_redis_keyspace_hits:ratio_rate5m"
+REDIS_CMD_RATE = "target:sparki_redis_commands_processed:rate5m"
+S3_CANARY_LATENCY = "target_operation:sparki_s3_probe_duration_seconds:{q}_rate5m"
+S3_CANARY_RATE = "target_operation:sparki_s3_probes:rate5m"
+S3_CANARY_FAIL = "target_operation:sparki_s3_probe_errors:ratio_rate5m"
+S3_REQ_RATE = "target_bucket:sparki_s3_requests:rate15m"
+S3_ERR_RATIO = "target_bucket_class:sparki_s3_request_errors:ratio_rate15m"
+S3_XFER_RATE = "target_bucket_direction:sparki_s3_transferred_bytes:rate15m"
+S3_COST = "target:sparki_s3_storage_cost_dollars_per_month:sum"
+
+_S3_PROBES = "sum without (bucket) (rate(sparki_s3_probes_total[5m]))"
+_S3_REQS = "sum without (operation) (rate(sparki_s3_requests_total[15m]))"
+
+RECORDINGS: tuple[Recording, ...] = (
+    # PostgreSQL
+    *_quantiles(
+        "postgres", "target_datname", "sparki_postgres_statement_duration_seconds", "5m", ""
+    ),
+    Recording(
+        "postgres",
+        PG_CONN_UTIL,
+        "sum without (state) (sparki_postgres_connections) / (sparki_postgres_max_connections > 0)",
+    ),
+    Recording(
+        "postgres",
+        PG_BLOCKS_RATE,
+        "rate(sparki_postgres_blocks_hit_total[5m]) + rate(sparki_postgres_blocks_read_total[5m])",
+    ),
+    Recording(
+        "postgres",
+        PG_HIT_RATIO,
+        "rate(sparki_postgres_blocks_hit_total[5m])"
+        " / ((rate(sparki_postgres_blocks_hit_total[5m])"
+        " + rate(sparki_postgres_blocks_read_total[5m])) > 0)",
+    ),
+    Recording(
+        "postgres",
+        PG_XACT_RATE,
+        "sum without (outcome) (rate(sparki_postgres_transactions_total[5m]))",
+    ),
+    # Redis
+    *_quantiles("redis", "target", "sparki_redis_command_duration_seconds", "5m", "cmd"),
+    Recording(
+        "redis",
+        REDIS_MEM_UTIL,
+        "sparki_redis_memory_used_bytes / (sparki_redis_memory_max_bytes > 0)",
+    ),
+    Recording("redis", REDIS_EVICT_RATE, "rate(sparki_redis_evicted_keys_total[5m])"),
+    Recording(
+        "redis",
+        REDIS_LOOKUP_RATE,
+        "rate(sparki_redis_keyspace_hits_total[5m]) + rate(sparki_redis_keyspace_misses_total[5m])",
+    ),
+    Recording(
+        "redis",
+        REDIS_HIT_RATIO,
+        "rate(sparki_redis_keyspace_hits_total[5m])"
+        " / ((rate(sparki_redis_keyspace_hits_total[5m])"
+        " + rate(sparki_redis_keyspace_misses_total[5m])) > 0)",
+    ),
+    Recording("redis", REDIS_CMD_RATE, "rate(sparki_redis_commands_processed_total[5m])"),
+    # S3
+    *_quantiles("s3", "target_operation", "sparki_s3_probe_duration_seconds", "5m", "bucket"),
+    Recording("s3", S3_CANARY_RATE, _S3_PROBES),
+    Recording(
+        "s3",
+        S3_CANARY_FAIL,
+        # Operations without a single failure have no error series: count them as 0.
+        "(sum without (bucket, reason) (rate(sparki_s3_probe_errors_total[5m]))"
+        f" or {_S3_PROBES} * 0) / ({_S3_PROBES} > 0)",
+    ),
+    Recording("s3", S3_REQ_RATE, _S3_REQS),
+    Recording(
+        "s3",
+        S3_ERR_RATIO,
+        "rate(sparki_s3_request_errors_total[15m])"
+        f" / ignoring (class) group_left () ({_S3_REQS} > 0)",
+    ),
+    Recording("s3", S3_XFER_RATE, "rate(sparki_s3_transferred_bytes_total[15m])"),
+    Recording(
+        "s3",
+        S3_COST,
+        "sum without (bucket, storage_class) (sparki_s3_storage_cost_dollars_per_month)",
+    ),
+)
+
+
+# --- alerting signals -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One alerting signal. Texts may use ``[value]``, ``[threshold]`` and ``[for]``."""
+
+    key: str  # its key in thresholds.yaml
+    adapter: str
+    alert: str
+    title: str
+    value: str  # PromQL whose result is compared with the threshold
+    direction: Direction
+    unit: Unit
+    window_minutes: int  # the rate() window behind the value; 0 for plain gauges
+    labels: tuple[str, ...]  # the labels that tell one alert instance from another
+    summary: str
+    description: str
+    guard: str | None = None  # PromQL of the volume a ratio is computed from
+    guard_match: str = ""  # vector matching from the value to the guard
+
+    @property
+    def op(self) -> str:
+        return ">" if self.direction == "above" else "<"
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal(
+        key="target_down",
+        adapter="common",
+        alert="SparkiTargetDown",
+        title="Target down",
+        value="sparki_up",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("adapter", "target"),
+        summary="Sparki cannot poll {{ $labels.adapter }} target {{ $labels.target }}",
+        description=(
+            "sparki_up is [value] for {{ $labels.adapter }} target {{ $labels.target }}:"
+            " every poll for at least [for] failed. sparki_last_poll_error_reason says why"
+            " (timeout, connect, auth, permission, protocol)."
+        ),
+    ),
+    Signal(
+        key="poll_stale",
+        adapter="common",
+        alert="SparkiPollsStale",
+        title="Last successful poll age",
+        value=(
+            "(time() - sparki_last_poll_success_timestamp_seconds)"
+            " / (sparki_poll_interval_seconds > 0)"
+        ),
+        direction="above",
+        unit="intervals",
+        window_minutes=0,
+        labels=("adapter", "target"),
+        summary="Data of {{ $labels.adapter }} target {{ $labels.target }} is stale",
+        description=(
+            "The last successful poll of {{ $labels.adapter }} target {{ $labels.target }}"
+            " was [value] poll intervals ago (threshold [threshold] for [for]); its dashboards"
+            " and alerts show old data."
+        ),
+    ),
+    Signal(
+        key="capability_missing",
+        adapter="common",
+        alert="SparkiCapabilityMissing",
+        title="Optional data source unusable",
+        value="sparki_capability",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("adapter", "target", "capability"),
+        summary=(
+            "{{ $labels.capability }} is unusable on {{ $labels.adapter }} target"
+            " {{ $labels.target }}"
+        ),
+        description=(
+            "sparki_capability is [value] for {{ $labels.capability }} on"
+            " {{ $labels.adapter }} target {{ $labels.target }} for [for]: the metrics it"
+            " feeds are missing and the alerts built on them cannot fire. The exporter's"
+            " log says why and how to fix it."
+        ),
+    ),
+    Signal(
+        key="postgres_statement_latency",
+        adapter="postgres",
+        alert="SparkiPostgresStatementLatencyHigh",
+        title="PostgreSQL statement latency p95",
+        value=PG_LATENCY.format(q="p95"),
+        direction="above",
+        unit="seconds",
+        window_minutes=5,
+        labels=("target", "datname"),
+        summary=(
+            "PostgreSQL statement latency p95 above [threshold] on {{ $labels.target }}"
+            " ({{ $labels.datname }})"
+        ),
+        description=(
+            "The 95th percentile execution time of statements in database"
+            " {{ $labels.datname }} on {{ $labels.target }} is [value] (threshold"
+            " [threshold] for [for])."
+        ),
+    ),
+    Signal(
+        key="postgres_connections",
+        adapter="postgres",
+        alert="SparkiPostgresConnectionsHigh",
+        title="PostgreSQL connections used / max_connections",
+        value=PG_CONN_UTIL,
+        direction="above",
+        unit="ratio",
+        window_minutes=0,
+        labels=("target",),
+        summary="PostgreSQL {{ $labels.target }} uses over [threshold] of its connections",
+        description=(
+            "Client connections on {{ $labels.target }} are at [value] of max_connections"
+            " (minus reserved slots); threshold [threshold] for [for]."
+        ),
+    ),
+    Signal(
+        key="postgres_cache_hit_ratio",
+        adapter="postgres",
+        alert="SparkiPostgresCacheHitRatioLow",
+        title="PostgreSQL buffer cache hit ratio",
+        value=PG_HIT_RATIO,
+        direction="below",
+        unit="ratio",
+        window_minutes=5,
+        labels=("target", "datname"),
+        summary=(
+            "PostgreSQL cache hit ratio below [threshold] on {{ $labels.target }}"
+            " ({{ $labels.datname }})"
+        ),
+        description=(
+            "Only [value] of block reads in database {{ $labels.datname }} on"
+            " {{ $labels.target }} are served from shared_buffers (threshold [threshold]"
+            " for [for])."
+        ),
+        guard=PG_BLOCKS_RATE,
+    ),
+    Signal(
+        key="postgres_replication_lag",
+        adapter="postgres",
+        alert="SparkiPostgresReplicationLagHigh",
+        title="PostgreSQL replication lag",
+        value="sparki_postgres_replication_lag_seconds",
+        direction="above",
+        unit="seconds",
+        window_minutes=0,
+        labels=("target", "replica"),
+        summary=(
+            "PostgreSQL replica {{ $labels.replica }} of {{ $labels.target }} lags over [threshold]"
+        ),
+        description=(
+            "Replica {{ $labels.replica }} of {{ $labels.target }} is [value] behind"
+            " (threshold [threshold] for [for])."
+        ),
+    ),
+    Signal(
+        key="redis_command_latency",
+        adapter="redis",
+        alert="SparkiRedisCommandLatencyHigh",
+        title="Redis command latency p95",
+        value=REDIS_LATENCY.format(q="p95"),
+        direction="above",
+        unit="seconds",
+        window_minutes=5,
+        labels=("target",),
+        summary="Redis command latency p95 above [threshold] on {{ $labels.target }}",
+        description=(
+            "The 95th percentile server-side latency over all commands on"
+            " {{ $labels.target }} is [value] (threshold [threshold] for [for])."
+        ),
+    ),
+    Signal(
+        key="redis_memory",
+        adapter="redis",
+        alert="SparkiRedisMemoryHigh",
+        title="Redis memory used / maxmemory",
+        value=REDIS_MEM_UTIL,
+        direction="above",
+        unit="ratio",
+        window_minutes=0,
+        labels=("target",),
+        summary="Redis {{ $labels.target }} uses over [threshold] of maxmemory",
+        description=(
+            "Redis {{ $labels.target }} uses [value] of its maxmemory (threshold"
+            " [threshold] for [for])."
+        ),
+    ),
+    Signal(
+        key="redis_evictions",
+        adapter="redis",
+        alert="SparkiRedisEvictionsHigh",
+        title="Redis evictions",
+        value=REDIS_EVICT_RATE,
+        direction="above",
+        unit="per_second",
+        window_minutes=5,
+        labels=("target",),
+        summary="Redis {{ $labels.target }} evicts over [threshold] keys",
+        description=(
+            "Redis {{ $labels.target }} evicts [value] keys (threshold [threshold] for"
+            " [for]): the working set does not fit in maxmemory."
+        ),
+    ),
+    Signal(
+        key="redis_hit_ratio",
+        adapter="redis",
+        alert="SparkiRedisHitRatioLow",
+        title="Redis keyspace hit ratio",
+        value=REDIS_HIT_RATIO,
+        direction="below",
+        unit="ratio",
+        window_minutes=5,
+        labels=("target",),
+        summary="Redis {{ $labels.target }} hit ratio below [threshold]",
+        description=(
+            "Only [value] of key lookups on {{ $labels.target }} hit (threshold [threshold]"
+            " for [for])."
+        ),
+        guard=REDIS_LOOKUP_RATE,
+    ),
+    Signal(
+        key="s3_canary_failure_ratio",
+        adapter="s3",
+        alert="SparkiS3CanaryFailing",
+        title="S3 canary failure ratio",
+        value=S3_CANARY_FAIL,
+        direction="above",
+        unit="ratio",
+        window_minutes=5,
+        labels=("target", "operation"),
+        summary=(
+            "S3 canary {{ $labels.operation }} fails over [threshold] on {{ $labels.target }}"
+        ),
+        description=(
+            "[value] of the exporter's canary {{ $labels.operation }} operations on"
+            " {{ $labels.target }} failed (threshold [threshold] for [for])."
+        ),
+    ),
+    Signal(
+        key="s3_canary_latency",
+        adapter="s3",
+        alert="SparkiS3CanaryLatencyHigh",
+        title="S3 canary latency p95",
+        value=S3_CANARY_LATENCY.format(q="p95"),
+        direction="above",
+        unit="seconds",
+        window_minutes=5,
+        labels=("target", "operation"),
+        summary=("S3 canary {{ $labels.operation }} p95 above [threshold] on {{ $labels.target }}"),
+        description=(
+            "The 95th percentile of canary {{ $labels.operation }} operations on"
+            " {{ $labels.target }} is [value] (threshold [threshold] for [for])."
+        ),
+    ),
+    Signal(
+        key="s3_request_error_ratio",
+        adapter="s3",
+        alert="SparkiS3RequestErrorRatioHigh",
+        title="S3 server error (5xx) ratio",
+        value=S3_ERR_RATIO + '{class="5xx"}',
+        direction="above",
+        unit="ratio",
+        window_minutes=15,
+        labels=("target", "bucket", "class"),
+        summary=(
+            "S3 bucket {{ $labels.bucket }} on {{ $labels.target }} answers over [threshold]"
+            " of requests with 5xx"
+        ),
+        description=(
+            "[value] of requests to bucket {{ $labels.bucket }} on {{ $labels.target }}"
+            " failed with a server error (threshold [threshold] for [for])."
+        ),
+        guard=S3_REQ_RATE,
+        guard_match="ignoring (class) ",
+    ),
+)
+
+SIGNALS_BY_KEY = {s.key: s for s in SIGNALS}
+
+
+def value_template(unit: Unit) -> str:
+    """How ``$value`` is shown in a description."""
+    return {
+        "seconds": "{{ $value | humanizeDuration }}",
+        "ratio": "{{ $value | humanizePercentage }}",
+        "per_second": "{{ $value | humanize }}/s",
+        "intervals": "{{ $value | humanize }}",
+        "bool": "{{ $value }}",
+    }[unit]
+
+
+def number(value: float) -> str:
+    """A threshold as PromQL and YAML want it: no trailing .0, no exponent for usual values."""
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+def human_threshold(unit: Unit, value: float) -> str:
+    if unit == "seconds":
+        if value < 1:
+            return f"{number(round(value * 1000, 9))}ms"
+        if value >= 60 and value % 60 == 0:
+            return f"{number(value / 60)}m"
+        return f"{number(value)}s"
+    if unit == "ratio":
+        return f"{number(round(value * 100, 9))}%"
+    if unit == "per_second":
+        return f"{number(value)}/s"
+    return number(value)
+
+
+def anchor(alert: str) -> str:
+    """The docs/runbooks.md anchor of an alert (GitHub's slug of a ``## Alert`` heading)."""
+    return alert.lower()
