@@ -17,7 +17,6 @@ from . import __version__
 from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from .poller import TargetRunner
 
-
 EXPOSITION = web.AppKey("exposition", Exposition)
 
 
