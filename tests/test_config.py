@@ -1,0 +1,190 @@
+"""Configuration: every kind of mistake is reported with its dotted path, exit code 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.config import ConfigError, from_environment, load, parse_duration, validate
+
+GOOD = """
+poll_interval: 15s
+poll_timeout: 5s
+postgres:
+  - name: primary
+    dsn: postgresql://monitor@db:5432/postgres
+    password: ${PG_PASSWORD}
+"""
+
+
+def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        timeout=60,
+    )
+
+
+def test_the_documented_example_is_valid(tmp_path: Path) -> None:
+    f = tmp_path / "c.yml"
+    f.write_text(GOOD)
+    result = check_config(f, {"PG_PASSWORD": "pw-from-env"})
+    assert result.returncode == 0, result.stderr
+    assert "postgres/primary" in result.stdout
+    config = load(f, {"PG_PASSWORD": "pw-from-env"})
+    target = config.targets()[0][1]
+    assert target.password.get_secret_value() == "pw-from-env"  # type: ignore[attr-defined]
+    assert "pw-from-env" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    "text,path,fragment",
+    [
+        ("polling_interval: 5s\n" + GOOD, "polling_interval", "unknown key"),
+        (GOOD + "    passwrd: x\n", "postgres.0.passwrd", "unknown key"),
+        (
+            GOOD.replace("poll_interval: 15s", "poll_interval: 15x"),
+            "poll_interval",
+            "not a duration",
+        ),
+        (
+            GOOD.replace("poll_timeout: 5s", "poll_timeout: 20s"),
+            "postgres.0.poll_timeout",
+            "shorter than poll_interval",
+        ),
+        (GOOD + "  - name: primary\n    dsn: postgresql:///x\n", "postgres.1.name", "duplicate"),
+        (GOOD.replace("name: primary", "name: 'db host/1'"), "postgres.0.name", "pattern"),
+        (
+            GOOD.replace("${PG_PASSWORD}", "${NOT_SET_ANYWHERE}"),
+            "postgres.0.password",
+            "NOT_SET_ANYWHERE is not set",
+        ),
+        (
+            GOOD.replace("password: ${PG_PASSWORD}", "password_file: /nonexistent/pw"),
+            "postgres.0",
+            "cannot read /nonexistent/pw",
+        ),
+        (
+            GOOD.replace("    password: ${PG_PASSWORD}\n", "    statements_top_n: lots\n"),
+            "postgres.0.statements_top_n",
+            "integer",
+        ),
+        ("postgres: {name: x}\n", "postgres", "list"),
+        ("poll_interval: 15s\n", "", "no targets configured"),
+        ("postgres:\n  - name: a\n  dsn: [\n", "", "line"),
+    ],
+)
+def test_each_mistake_names_its_path_and_exits_2(
+    tmp_path: Path, text: str, path: str, fragment: str
+) -> None:
+    f = tmp_path / "bad.yml"
+    f.write_text(text)
+    result = check_config(f, {"PG_PASSWORD": "x"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    prefix = f"{f}: {path}: " if path else f"{f}: "
+    assert any(line.startswith(prefix) and fragment in line for line in lines), result.stderr
+
+
+def test_all_problems_are_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        validate(
+            {
+                "poll_interval": "nope",
+                "postgres": [{"name": "a", "bogus": 1}, {"dsn": "postgresql:///x"}],
+            },
+            {},
+        )
+    paths = {p for p, _ in err.value.problems}
+    assert {"poll_interval", "postgres.0.bogus", "postgres.1.name"} <= paths
+
+
+def test_values_never_appear_in_errors() -> None:
+    with pytest.raises(ConfigError) as err:
+        validate({"postgres": [{"name": "a", "password": ["hunter2-secret"]}]}, {})
+    assert "hunter2-secret" not in str(err.value)
+    assert err.value.problems[0][0] == "postgres.0.password"
+
+
+def test_secret_files_and_defaults(tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("from-a-file\n")
+    cfg = validate(
+        {
+            "postgres": [
+                {
+                    "name": "a",
+                    "dsn": "postgresql:///x",
+                    "password_file": str(pw),
+                    "application_name": "${APP:-sparki-default}",
+                }
+            ]
+        },
+        {},
+    )
+    target = cfg.targets()[0][1]
+    assert target.password.get_secret_value() == "from-a-file"  # type: ignore[attr-defined]
+    assert target.application_name == "sparki-default"  # type: ignore[attr-defined]
+    assert cfg.secrets() == ["from-a-file"]
+    with pytest.raises(ConfigError, match="either password or password_file"):
+        validate({"postgres": [{"name": "a", "password": "x", "password_file": str(pw)}]}, {})
+
+
+def test_env_values_cannot_inject_yaml_structure() -> None:
+    cfg = validate(
+        {"postgres": [{"name": "a", "application_name": "${APP}"}]},
+        {"APP": "x\n  password: injected"},
+    )
+    target = cfg.targets()[0][1]
+    assert target.password is None  # type: ignore[attr-defined]
+    assert target.application_name == "x\n  password: injected"  # type: ignore[attr-defined]
+
+
+def test_targets_from_platform_environment_variables() -> None:
+    cfg = from_environment(
+        {
+            "PG_HOST": "db",
+            "PG_PORT": "6432",
+            "PG_USER": "mon",
+            "PG_PASSWORD": "pw!",
+            "PG_DATABASE": "sparki",
+        }
+    )
+    ((adapter, target),) = cfg.targets()
+    assert adapter == "postgres" and target.name == "postgres"
+    assert "port=6432" in target.dsn and "dbname=sparki" in target.dsn  # type: ignore[attr-defined]
+    assert target.password.get_secret_value() == "pw!"  # type: ignore[attr-defined]
+    assert cfg.secrets() == ["pw!"]
+    with pytest.raises(ConfigError, match="PG_HOST"):
+        from_environment({})
+
+
+@pytest.mark.parametrize(
+    "text,seconds", [("15s", 15), ("1m30s", 90), ("500ms", 0.5), ("2h", 7200), (3, 3.0)]
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "15", "s", "1x", "-1s", "0s", True, None, "1s 2s"])
+def test_bad_durations(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_serve_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yml"
+    f.write_text("postgres: 3\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--config", str(f)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "postgres" in result.stderr and "Traceback" not in result.stderr
