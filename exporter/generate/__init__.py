@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import promtests, rules
+from . import promtests, rules, runbooks
 from .catalog import SDK_REQUIREMENT, SIGNALS, anchor
 from .thresholds import ThresholdsError, load
 
@@ -48,6 +48,9 @@ def render_all(root: Path) -> dict[str, str]:
     files.update(rules.render(thresholds))
     files.update(dashboards.render(thresholds))
     files.update(promtests.render(thresholds))
+    book = root / RUNBOOKS_FILE
+    current = book.read_text(encoding="utf-8") if book.exists() else None
+    files[RUNBOOKS_FILE] = runbooks.render(thresholds, current)
     return files
 
 
@@ -60,12 +63,10 @@ def slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def runbook_anchors(path: Path) -> set[str]:
-    if not path.exists():
-        return set()
+def runbook_anchors_in(text: str) -> set[str]:
     anchors = set()
     in_code = False
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         if line.startswith("```"):
             in_code = not in_code
         match = None if in_code else _HEADING.match(line)
@@ -74,9 +75,18 @@ def runbook_anchors(path: Path) -> set[str]:
     return anchors
 
 
-def missing_runbooks(root: Path) -> list[str]:
-    anchors = runbook_anchors(root / RUNBOOKS_FILE)
-    return sorted({s.alert for s in SIGNALS if anchor(s.alert) not in anchors})
+def unwritten_runbooks(text: str) -> list[str]:
+    """Alerts whose runbook section is missing or still a skeleton with TODOs."""
+    anchors = runbook_anchors_in(text)
+    out = []
+    for signal in SIGNALS:
+        if anchor(signal.alert) not in anchors:
+            out.append(signal.alert)
+            continue
+        section = text.split(f"### {signal.alert}\n", 1)[-1].split("\n#", 1)[0]
+        if "TODO" in section:
+            out.append(signal.alert)
+    return out
 
 
 def stale_files(root: Path, files: dict[str, str]) -> list[str]:
@@ -117,7 +127,7 @@ def main(argv: Sequence[str]) -> int:
         )
         return 2
     stale = stale_files(root, files)
-    no_runbook = missing_runbooks(root)
+    no_runbook = unwritten_runbooks(files[RUNBOOKS_FILE])
     if args.check:
         differ = []
         for rel, text in sorted(files.items()):
@@ -129,7 +139,7 @@ def main(argv: Sequence[str]) -> int:
         for rel in stale:
             print(f"not generated (stale): {rel}")
         for alert in no_runbook:
-            print(f"no runbook section: {RUNBOOKS_FILE}#{anchor(alert)} ({alert})")
+            print(f"runbook not written: {RUNBOOKS_FILE}#{anchor(alert)} ({alert})")
         if differ or stale or no_runbook:
             print("run `sparki-exporter generate` and commit the result", file=sys.stderr)
             return 1
@@ -149,7 +159,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"removed {rel} (no longer generated)")
     for alert in no_runbook:
         print(
-            f"warning: {alert} has no section in {RUNBOOKS_FILE} (#{anchor(alert)})",
+            f"warning: the runbook of {alert} is not written yet ({RUNBOOKS_FILE}#{anchor(alert)})",
             file=sys.stderr,
         )
     print(f"{written} of {len(files)} files changed")

@@ -68,6 +68,12 @@ S3_ERR_RATIO = "target_bucket_class:sparki_s3_request_errors:ratio_rate15m"
 S3_XFER_RATE = "target_bucket_direction:sparki_s3_transferred_bytes:rate15m"
 S3_COST = "target:sparki_s3_storage_cost_dollars_per_month:sum"
 
+_REDIS_EVICTIONS = "rate(sparki_redis_evicted_keys_total[5m])"
+_REDIS_HITS = "rate(sparki_redis_keyspace_hits_total[5m])"
+_REDIS_LOOKUPS = (
+    "sum without (node, role) (rate(sparki_redis_keyspace_hits_total[5m])"
+    " + rate(sparki_redis_keyspace_misses_total[5m]))"
+)
 _S3_PROBES = "sum without (bucket) (rate(sparki_s3_probes_total[5m]))"
 _S3_REQS = "sum without (operation) (rate(sparki_s3_requests_total[15m]))"
 
@@ -98,27 +104,28 @@ RECORDINGS: tuple[Recording, ...] = (
         PG_XACT_RATE,
         "sum without (outcome) (rate(sparki_postgres_transactions_total[5m]))",
     ),
-    # Redis
-    *_quantiles("redis", "target", "sparki_redis_command_duration_seconds", "5m", "cmd"),
+    # Redis. A cluster target's series carry node and role: per-target rules sum them
+    # away; memory stays per node, since each node has its own maxmemory.
+    *_quantiles(
+        "redis", "target", "sparki_redis_command_duration_seconds", "5m", "cmd, node, role"
+    ),
     Recording(
         "redis",
         REDIS_MEM_UTIL,
         "sparki_redis_memory_used_bytes / (sparki_redis_memory_max_bytes > 0)",
     ),
-    Recording("redis", REDIS_EVICT_RATE, "rate(sparki_redis_evicted_keys_total[5m])"),
-    Recording(
-        "redis",
-        REDIS_LOOKUP_RATE,
-        "rate(sparki_redis_keyspace_hits_total[5m]) + rate(sparki_redis_keyspace_misses_total[5m])",
-    ),
+    Recording("redis", REDIS_EVICT_RATE, f"sum without (node, role) ({_REDIS_EVICTIONS})"),
+    Recording("redis", REDIS_LOOKUP_RATE, _REDIS_LOOKUPS),
     Recording(
         "redis",
         REDIS_HIT_RATIO,
-        "rate(sparki_redis_keyspace_hits_total[5m])"
-        " / ((rate(sparki_redis_keyspace_hits_total[5m])"
-        " + rate(sparki_redis_keyspace_misses_total[5m])) > 0)",
+        f"sum without (node, role) ({_REDIS_HITS}) / ({_REDIS_LOOKUPS} > 0)",
     ),
-    Recording("redis", REDIS_CMD_RATE, "rate(sparki_redis_commands_processed_total[5m])"),
+    Recording(
+        "redis",
+        REDIS_CMD_RATE,
+        "sum without (node, role) (rate(sparki_redis_commands_processed_total[5m]))",
+    ),
     # S3
     *_quantiles("s3", "target_operation", "sparki_s3_probe_duration_seconds", "5m", "bucket"),
     Recording("s3", S3_CANARY_RATE, _S3_PROBES),
@@ -347,9 +354,9 @@ SIGNALS: tuple[Signal, ...] = (
         unit="per_second",
         window_minutes=5,
         labels=("target",),
-        summary="Redis {{ $labels.target }} evicts over [threshold] keys",
+        summary="Redis {{ $labels.target }} evicts keys at over [threshold]",
         description=(
-            "Redis {{ $labels.target }} evicts [value] keys (threshold [threshold] for"
+            "Redis {{ $labels.target }} evicts keys at [value] (threshold [threshold] for"
             " [for]): the working set does not fit in maxmemory."
         ),
     ),
@@ -459,6 +466,8 @@ def human_threshold(unit: Unit, value: float) -> str:
         return f"{number(round(value * 100, 9))}%"
     if unit == "per_second":
         return f"{number(value)}/s"
+    if unit == "intervals":
+        return f"{number(value)} intervals"
     return number(value)
 
 

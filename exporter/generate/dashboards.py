@@ -62,7 +62,11 @@ class Query:
 
 @dataclass
 class Board:
-    """One dashboard being assembled: panel ids are handed out in order, from 1."""
+    """One dashboard being assembled: panel ids are handed out in order, from 1.
+
+    The SDK lays panels out left to right and wraps only when a line is exactly full,
+    so the widths on each line must add up to 24.
+    """
 
     thresholds: Thresholds
     uid: str
@@ -169,7 +173,7 @@ class Board:
             .datasource(DATASOURCE)
             .unit(unit)
             .span(width)
-            .height(5)
+            .height(8)
             .targets(self._targets(queries))
             .thresholds(self._steps(signal))
             .color_mode(common.BigValueColorMode.BACKGROUND)
@@ -244,6 +248,16 @@ UP_MAPPINGS = [
 ]
 
 
+CAPABILITY_MAPPINGS = [
+    dm.ValueMap(
+        options={
+            "0": dm.ValueMappingResult(text="UNUSABLE", color="orange", index=0),
+            "1": dm.ValueMappingResult(text="OK", color="green", index=1),
+        }
+    )
+]
+
+
 def quantile_queries(record: str, selector: str, legend: str) -> list[Query]:
     return [
         Query(f"{record.format(q=name)}{selector}", f"{name} {legend}") for name, _ in c.QUANTILES
@@ -269,15 +283,25 @@ def common_panels(b: Board, adapter: str) -> None:
         "1 when the last poll of the target succeeded and is fresh.",
         [Query(f"sparki_up{sel}", "{{target}}")],
         signal="target_down",
-        width=8,
+        width=6,
         mappings=UP_MAPPINGS,
+    )
+    b.stat(
+        "Optional data sources",
+        "none",
+        "1 when an optional source is usable; 0 disables the metrics it feeds (the "
+        "exporter's log says why and how to fix it).",
+        [Query(f"sparki_capability{sel}", "{{target}} {{capability}}")],
+        signal="capability_missing",
+        width=6,
+        mappings=CAPABILITY_MAPPINGS,
     )
     b.graph(
         "Poll duration",
         "s",
         "How long the last poll took; it must stay well below the poll timeout.",
         [Query(f"sparki_poll_duration_seconds{sel}", "{{target}}")],
-        width=8,
+        width=12,
     )
     b.graph(
         "Poll errors by reason",
@@ -289,7 +313,7 @@ def common_panels(b: Board, adapter: str) -> None:
                 "{{target}} {{reason}}",
             )
         ],
-        width=8,
+        width=24,
     )
 
 
@@ -552,7 +576,7 @@ def redis(thresholds: Thresholds) -> dict[str, Any]:
         "Memory used / maxmemory",
         "percentunit",
         "used_memory as a share of maxmemory; targets without maxmemory are not shown.",
-        [Query(f"{c.REDIS_MEM_UTIL}{T}", "{{target}}")],
+        [Query(f"{c.REDIS_MEM_UTIL}{T}", "{{target}} {{node}}")],
         signal="redis_memory",
         maximum=1,
     )
@@ -561,8 +585,8 @@ def redis(thresholds: Thresholds) -> dict[str, Any]:
         "bytes",
         "used_memory and maxmemory (maxmemory only where it is set).",
         [
-            Query(f"sparki_redis_memory_used_bytes{T}", "{{target}} used"),
-            Query(f"sparki_redis_memory_max_bytes{T} > 0", "{{target}} maxmemory"),
+            Query(f"sparki_redis_memory_used_bytes{T}", "{{target}} {{node}} used"),
+            Query(f"sparki_redis_memory_max_bytes{T} > 0", "{{target}} {{node}} maxmemory"),
         ],
     )
     b.graph(
@@ -591,7 +615,7 @@ def redis(thresholds: Thresholds) -> dict[str, Any]:
         "Connected clients",
         "short",
         "Client connections, the exporter's own included.",
-        [Query(f"sparki_redis_connected_clients{T}", "{{target}}")],
+        [Query(f"sparki_redis_connected_clients{T}", "{{target}} {{node}}")],
     )
     return b.build()
 

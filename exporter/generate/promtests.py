@@ -11,7 +11,8 @@ severity of every alert there is
   fires the warning, and the test says so);
 - a breach shorter than ``for``: the alert is seen pending, then clears without firing;
 - for ratios, the breach at too little volume (``min_rate``): silent;
-- signal-specific traps (maxmemory = 0, no canary traffic at all): silent.
+- signal-specific traps (maxmemory = 0, no canary traffic at all): silent, and the
+  signal has no series at all (no NaN, no +Inf from a division by zero).
 
 "Just past" is 2 % beyond the threshold. Every input is a constant or a step, one
 sample a minute; windowed signals (rate over W minutes) are proven with inputs whose
@@ -323,9 +324,13 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
     if key == "redis_command_latency":
         h = _Histogram(st)
         labels = {"target": "cache"}
+        # Two commands on two nodes of a cluster target: the rule sums both away.
         comps = h.components(
             "sparki_redis_command_duration_seconds",
-            [{**labels, "cmd": "get"}, {**labels, "cmd": "set"}],
+            [
+                {**labels, "node": "10.0.0.1:6379", "role": "primary", "cmd": "get"},
+                {**labels, "node": "10.0.0.2:6379", "role": "primary", "cmd": "set"},
+            ],
         )
         return Synth(tuple(comps), labels, h.realized)
     if key == "redis_memory":
@@ -353,11 +358,19 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
         )
     if key == "redis_evictions":
         labels = {"target": "cache"}
+
+        # Spread over the two nodes of a cluster target; the rule sums them.
+        def per_minute(share: float) -> Fn:
+            return lambda v, m, s: round(v * 60 * share, 6)
+
         return Synth(
-            (
+            tuple(
                 _counter(
-                    "sparki_redis_evicted_keys_total", labels, lambda v, m, s: round(v * 60, 6)
-                ),
+                    "sparki_redis_evicted_keys_total",
+                    {**labels, "node": node, "role": "primary"},
+                    per_minute(share),
+                )
+                for node, share in (("10.0.0.1:6379", 0.25), ("10.0.0.2:6379", 0.75))
             ),
             labels,
         )
@@ -459,20 +472,32 @@ def short(signal: Signal, level: Level) -> float:
     return round(level.threshold * factor, 12)
 
 
-def onset(signal: Signal) -> tuple[int, int]:
-    """Earliest and latest minute at which a constant input past the threshold is seen."""
-    # A gauge is seen at once; a rate over W minutes from minute 1 (ratios, quantiles)
-    # up to minute W (absolute rates, while the window fills).
+def onset(
+    signal: Signal, value: float | None = None, level: Level | None = None
+) -> tuple[int, int]:
+    """Earliest and latest minute at which a constant input past the threshold is seen.
+
+    A gauge is seen at once, a ratio or quantile over a window from minute 1. An absolute
+    rate of a counter that starts at 0 is underestimated until its window is full (at
+    minute t < W it reads value * t / W), so it is seen from the first minute past
+    W * threshold / value, when both are given, else somewhere up to minute W.
+    """
     w = signal.window_minutes
-    earliest, latest = (1, w) if w else (0, 0)
-    return earliest, latest
+    if not w:
+        return 0, 0
+    if signal.unit != "per_second":
+        return 1, w
+    if value is None or level is None or value <= 0:
+        return 1, w
+    first = min(w, max(1, math.floor(w * level.threshold / value) + 1))
+    return first, first
 
 
 def steady_firing(signal: Signal, level: Level, value: float, at: int) -> bool:
     """Whether ``level`` fires at minute ``at`` for an input constant since minute 0."""
     if not beyond(signal, value, level):
         return False
-    earliest, latest = onset(signal)
+    earliest, latest = onset(signal, value, level)
     if at - latest >= level.hold_minutes:
         return True
     if at - earliest < level.hold_minutes:
@@ -489,6 +514,7 @@ class _Case:
     alert_checks: list[tuple[int, list[tuple[Level, float]]]] = field(default_factory=list)
     pending_checks: list[tuple[int, Level]] = field(default_factory=list)
     never_fired: list[tuple[int, Level]] = field(default_factory=list)
+    empty: list[tuple[int, str]] = field(default_factory=list)
 
 
 class SuiteBuilder:
@@ -521,14 +547,15 @@ class SuiteBuilder:
     def cases(self) -> list[_Case]:
         s, st = self.signal, self.st
         w = s.window_minutes
-        earliest, latest = onset(s)
+        latest = onset(s)[1]
         longest = max(lv.hold_minutes for lv in st.levels)
         out: list[_Case] = []
         for level in st.levels:
             sev, hold = level.severity, level.hold_minutes
             fire, calm = past(s, level), short(s, level)
             # 1. Just past the threshold, held: fires once (and only once) `for` elapsed.
-            early = earliest + hold - 1  # certainly not yet, however early it got true
+            # Certainly not yet, however early the expression got true.
+            early = onset(s, fire, level)[0] + hold - 1
             times = sorted({latest + lv.hold_minutes + 1 for lv in st.levels} | {early})
             case = _Case(f"{s.alert} {sev}: just past {level.threshold} fires", [])
             for at in times:
@@ -587,6 +614,7 @@ class SuiteBuilder:
             end = latest + longest + 1
             case = _Case(f"{s.alert}: {title}", [0.0] * (end + 1), components=comps)
             case.alert_checks.append((end, []))
+            case.empty.append((end, s.value))  # no NaN or +Inf series either
             out.append(case)
         return out
 
@@ -650,6 +678,9 @@ class SuiteBuilder:
                     "exp_samples": [],
                 }
                 for at, lv in case.never_fired
+            ]
+            exprs += [
+                {"expr": expr, "eval_time": f"{at}m", "exp_samples": []} for at, expr in case.empty
             ]
             if exprs:
                 group["promql_expr_test"] = exprs
