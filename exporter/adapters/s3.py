@@ -408,6 +408,11 @@ class S3Config(TargetConfig):
             )
         if self.minio.enabled and not (self.minio.node_urls or self.endpoint_url):
             raise ValueError("minio metrics need endpoint_url or minio.node_urls")
+        if self.minio.version == "v2" and len(self.minio.node_urls) > 1:
+            raise ValueError(
+                "minio.node_urls: version v2 serves cluster-wide bucket metrics from any "
+                "node; give one URL (several would count every request several times)"
+            )
         if self.minio.enabled and self.minio.version == "v3" and self.minio.buckets == ("*",):
             raise ValueError('minio.buckets: "*" works with version v2 only; list the buckets')
         if not (self.canary.enabled or self.cloudwatch_enabled or self.minio.enabled):
@@ -1032,16 +1037,29 @@ class S3Target:
             return self._source_result("cloudwatch", exc)
         return self._source_result("cloudwatch", None)
 
-    def _list_metrics_of(self, name: str) -> list[dict[str, Any]]:
+    def _list_bucket_metrics(self, bucket: str) -> list[dict[str, Any]]:
+        """Every AWS/S3 metric of one bucket CloudWatch has had data for (two weeks)."""
         out: list[dict[str, Any]] = []
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
         token: str | None = None
         for _ in range(CW_MAX_PAGES):
-            kwargs: dict[str, Any] = {"Namespace": CW_NAMESPACE, "MetricName": name}
+            kwargs: dict[str, Any] = {
+                "Namespace": CW_NAMESPACE,
+                "Dimensions": [{"Name": "BucketName", "Value": bucket}],
+            }
             if token:
                 kwargs["NextToken"] = token
             response = self.cloudwatch.list_metrics(**kwargs)
             self._count_cw("ListMetrics")
-            out.extend(response.get("Metrics") or [])
+            for metric in response.get("Metrics") or []:
+                dims = tuple(
+                    (str(d.get("Name")), str(d.get("Value")))
+                    for d in metric.get("Dimensions") or []
+                )
+                key = (str(metric.get("MetricName")), dims)
+                if key not in seen:  # some implementations list a metric more than once
+                    seen.add(key)
+                    out.append(metric)
             token = response.get("NextToken")
             if not token:
                 break
@@ -1050,34 +1068,38 @@ class S3Target:
     def _list_metrics(
         self,
     ) -> tuple[set[str] | None, dict[tuple[str, str], float], dict[str, float]]:
-        """In a worker thread: which buckets have request metrics, and their storage."""
+        """In a worker thread: which buckets have request metrics, and their storage.
+
+        One ListMetrics call per configured bucket (more only if it pages), so the cost
+        is bounded by the config, not by the number of buckets in the account.
+        """
         cw = self.config.cloudwatch
-        wanted = {b.name: b.filter_id for b in self.config.cloudwatch_buckets()}
-        listed: set[str] | None = None
-        if cw.request_metrics:
-            listed = set()
-            for metric in self._list_metrics_of(CW_ALL_REQUESTS):
-                dims = {d.get("Name"): d.get("Value") for d in metric.get("Dimensions") or []}
-                name = dims.get("BucketName")
-                if name in wanted and dims.get("FilterId") == wanted[name]:
-                    listed.add(str(name))
-        sizes: dict[tuple[str, str], float] = {}
-        objects: dict[str, float] = {}
-        if not cw.storage_metrics:
-            return listed, sizes, objects
+        listed: set[str] | None = set() if cw.request_metrics else None
         queries: list[dict[str, Any]] = []
         keys: dict[str, tuple[str, str]] = {}
-        for metric_name in ("BucketSizeBytes", "NumberOfObjects"):
-            for metric in self._list_metrics_of(metric_name):
+        for b in self.config.cloudwatch_buckets():
+            for metric in self._list_bucket_metrics(b.name):
+                metric_name = metric.get("MetricName")
                 dimensions = metric.get("Dimensions") or []
                 dims = {d.get("Name"): d.get("Value") for d in dimensions}
-                bucket, storage = dims.get("BucketName"), dims.get("StorageType")
-                if bucket not in wanted or not storage or len(dims) != 2:
+                if dims.get("BucketName") != b.name:
+                    continue
+                if metric_name == CW_ALL_REQUESTS:
+                    if listed is not None and dims.get("FilterId") == b.filter_id:
+                        listed.add(b.name)
+                    continue
+                storage = dims.get("StorageType")
+                if (
+                    not cw.storage_metrics
+                    or metric_name not in ("BucketSizeBytes", "NumberOfObjects")
+                    or not storage
+                    or len(dims) != 2
+                ):
                     continue
                 qid = f"s{len(queries)}"
-                keys[qid] = (str(bucket), str(storage) if metric_name == "BucketSizeBytes" else "")
-                # Dimensions exactly as ListMetrics returned them: some services (and
-                # moto) match them in order.
+                keys[qid] = (b.name, str(storage) if metric_name == "BucketSizeBytes" else "")
+                # Dimensions exactly as ListMetrics returned them: some implementations
+                # (moto) match them in order.
                 queries.append(
                     {
                         "Id": qid,
@@ -1093,6 +1115,8 @@ class S3Target:
                         "ReturnData": True,
                     }
                 )
+        sizes: dict[tuple[str, str], float] = {}
+        objects: dict[str, float] = {}
         if queries:
             now = self.clock()
             start = math.floor(now / DAY) * DAY - 2 * DAY  # a 48 h window of daily points
