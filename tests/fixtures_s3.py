@@ -11,114 +11,18 @@ wrong credentials are rejected as AWS would reject them.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
-from fixtures_core import free_port
-from moto.server import ThreadedMotoServer
 
-# werkzeug logs one line per request; moto's server runs inside the test process.
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
+from devstack.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, unique_bucket
 
-ACCESS_KEY = "AKIASPARKITEST000001"
-SECRET_KEY = "sparki-test-secret-0f3c9a7b"
-REGION = "us-east-1"
-
-
-def unique_bucket(prefix: str = "sparki") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-class MotoServer:
-    """One moto server (S3, CloudWatch, IAM, ...) on a fixed port, stoppable."""
-
-    def __init__(self, bucket: str | None = None) -> None:
-        self.port = free_port()
-        self.host = "127.0.0.1"
-        self.region = REGION
-        self.access_key = ACCESS_KEY
-        self.secret_key = SECRET_KEY
-        self.bucket = bucket or unique_bucket()
-        self._server: ThreadedMotoServer | None = None
-
-    @property
-    def endpoint_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self._server is not None
-
-    def start(self) -> MotoServer:
-        if self._server is None:
-            server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
-            server.start()
-            self._server = server
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket: connections are refused."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.stop()
-            inner = getattr(server, "_server", None)
-            if inner is not None:
-                inner.server_close()
-
-    def client(self, service: str, **kwargs: Any) -> Any:
-        return boto3.client(
-            service,
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            aws_access_key_id=kwargs.pop("access_key", self.access_key),
-            aws_secret_access_key=kwargs.pop("secret_key", self.secret_key),
-            config=Config(
-                retries={"total_max_attempts": 2, "mode": "standard"},
-                s3={"addressing_style": "path"},
-                connect_timeout=5,
-                read_timeout=10,
-            ),
-            **kwargs,
-        )
-
-    def create_bucket(self, name: str | None = None) -> str:
-        name = name or unique_bucket()
-        self.client("s3").create_bucket(Bucket=name)
-        return name
-
-    def keys(self, bucket: str | None = None, prefix: str = "") -> list[str]:
-        """Every key in the bucket under ``prefix``."""
-        s3 = self.client("s3")
-        out: list[str] = []
-        for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket or self.bucket, Prefix=prefix
-        ):
-            out += [o["Key"] for o in page.get("Contents", [])]
-        return out
-
-    def target(self, name: str, **overrides: Any) -> dict[str, Any]:
-        """Exporter config for an ``s3:`` target on this server (canary on the bucket)."""
-        target: dict[str, Any] = {
-            "name": name,
-            "bucket": self.bucket,
-            "endpoint_url": self.endpoint_url,
-            "region": self.region,
-            "access_key_id": self.access_key,
-            "secret_access_key": self.secret_key,
-        }
-        target.update(overrides)
-        return target
-
+__all__ = ["ACCESS_KEY", "REGION", "SECRET_KEY", "MotoServer", "unique_bucket"]
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[MotoServer]:
