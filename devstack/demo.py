@@ -22,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .postgres import PgCluster, free_port, make_primary
+from .promstack import Alertmanager, Prometheus, Webhook
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Stack:
@@ -66,7 +67,7 @@ def start_postgres(stack: Stack) -> tuple[PgCluster, dict[str, Any]]:
         )
         conn.execute(b"CREATE INDEX ON builds (project)")
     threading.Thread(target=postgres_load, args=(pg, stack), daemon=True).start()
-    return pg, pg.target("demo-postgres")
+    return pg, pg.target("postgres")
 
 
 def postgres_load(pg: PgCluster, stack: Stack) -> None:
@@ -85,20 +86,68 @@ def postgres_load(pg: PgCluster, stack: Stack) -> None:
             stack.stop_event.wait(0.05)
 
 
-def start_exporter(stack: Stack, config: dict[str, Any], port: int) -> subprocess.Popen[bytes]:
-    path = stack.base / "sparki.yml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+def start_redis(stack: Stack) -> Any:
+    from .redis import RedisServer
+
+    server = RedisServer(settings=["maxmemory 32mb", "maxmemory-policy allkeys-lru"],
+                         base=stack.base / "redis")
+    server.start()
+    stack.on_stop(server.destroy)
+    threading.Thread(target=redis_load, args=(server, stack), daemon=True).start()
+    return server
+
+
+def redis_load(server: Any, stack: Stack) -> None:
+    """Sessions and permission checks, mostly hits; during an incident, memory fills up
+    and a slow server-side script runs."""
+    rng = random.Random(11)
+    client = server.client()
+    blob = "x" * 20_000
+    i = 0
+    while not stack.stop_event.is_set():
+        user = rng.randrange(500)
+        client.setex(f"session:{user}", 3600, "token")
+        client.get(f"perm:{user}:{rng.randrange(20)}") or client.setex(
+            f"perm:{user}:{rng.randrange(20)}", 900, "rw")
+        if stack.incident.is_set():
+            for _ in range(20):
+                client.set(f"buildlog:{i}", blob)
+                i += 1
+            client.eval("local t = redis.call('TIME'); local s = t[1] * 1000000 + t[2]; "
+                        "repeat t = redis.call('TIME') until "
+                        "t[1] * 1000000 + t[2] - s >= 15000; return 1", 0)
+        stack.stop_event.wait(0.02)
+
+
+def start_s3(stack: Stack) -> Any:
+    from .s3 import MotoServer
+
+    server = MotoServer(bucket="sparki-artifacts").start()
+    stack.on_stop(server.stop)
+    server.create_bucket(server.bucket)
+    threading.Thread(target=s3_load, args=(server, stack), daemon=True).start()
+    return server
+
+
+def s3_load(server: Any, stack: Stack) -> None:
+    s3 = server.client("s3")
+    i = 0
+    while not stack.stop_event.is_set():
+        key = f"artifacts/{i % 50}/build.tar.gz"
+        s3.put_object(Bucket=server.bucket, Key=key, Body=b"x" * 100_000)
+        s3.get_object(Bucket=server.bucket, Key=key)["Body"].read()
+        i += 1
+        stack.stop_event.wait(2)
+
+
+def start_exporter(stack: Stack, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
+    """The exporter on deploy/sparki.yml, the file docker-compose uses too."""
+    import os
+
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config",
-            str(path),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-        ]
-    )
+        [sys.executable, "-m", "exporter", "--config", str(ROOT / "deploy" / "sparki.yml"),
+         "--web.listen-address", f"127.0.0.1:{port}"],
+        env={**os.environ, **env})
 
     def stop() -> None:
         proc.send_signal(signal.SIGTERM)
@@ -116,6 +165,32 @@ def start_exporter(stack: Stack, config: dict[str, Any], port: int) -> subproces
                     return proc
         time.sleep(0.2)
     raise RuntimeError("the exporter did not become ready within 30 s")
+
+
+def print_pages(webhook: Webhook, stack: Stack) -> None:
+    """Show every notification Alertmanager sends, as a pager or chat would."""
+    seen = 0
+    while not stack.stop_event.is_set():
+        alerts = webhook.alerts()
+        for receiver, alert in alerts[seen:]:
+            lab = alert["labels"]
+            print(f"[{receiver:5}] {alert['status'].upper():8} {lab.get('alertname')} "
+                  f"severity={lab.get('severity')} target={lab.get('target')}: "
+                  f"{alert['annotations'].get('summary', '')}", flush=True)
+        seen = len(alerts)
+        stack.stop_event.wait(1)
+
+
+def incident(stack: Stack, after: float, duration: float) -> None:
+    if stack.stop_event.wait(after):
+        return
+    print(f"*** incident: slow queries and Redis memory filling for {duration:g}s ***",
+          flush=True)
+    stack.incident.set()
+    if stack.stop_event.wait(duration):
+        return
+    stack.incident.clear()
+    print("*** incident over: alerts resolve within a few minutes ***", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,23 +212,40 @@ def main(argv: list[str] | None = None) -> int:
     stack = Stack()
     signal.signal(signal.SIGTERM, lambda *_: stack.stop_event.set())
     try:
-        _, pg_target = start_postgres(stack)
-        config: dict[str, Any] = {
-            "poll_interval": "5s",
-            "poll_timeout": "3s",
-            "postgres": [pg_target],
-        }
+        pg, _ = start_postgres(stack)
+        redis_server = start_redis(stack)
+        s3 = start_s3(stack)
         port = args.port or free_port()
-        start_exporter(stack, config, port)
+        start_exporter(stack, {
+            "PG_HOST": "127.0.0.1", "PG_PORT": str(pg.port),
+            "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_server.port),
+            "S3_BUCKET": s3.bucket, "S3_ENDPOINT_URL": s3.endpoint_url,
+            "S3_ACCESS_KEY": s3.access_key, "S3_SECRET_KEY": s3.secret_key,
+        }, port)
+        urls = [f"  targets and their state  http://127.0.0.1:{port}/",
+                f"  metrics                  http://127.0.0.1:{port}/metrics"]
+        if not args.no_prometheus:
+            webhook = Webhook()
+            stack.on_stop(webhook.stop)
+            am = Alertmanager(stack.base, ROOT / "deploy/alertmanager/alertmanager.yml",
+                              webhook.url, group_wait="5s", group_interval="30s")
+            stack.on_stop(am.stop)
+            # The shipped rules, with every `for` cut to 30 s so alerts show in minutes.
+            prom = Prometheus(stack.base, [f"127.0.0.1:{port}"],
+                              sorted((ROOT / "rules").glob("*.rules.yml")),
+                              alertmanager=am.address, scrape_interval="5s",
+                              evaluation_interval="5s", for_seconds=30)
+            stack.on_stop(prom.stop)
+            threading.Thread(target=print_pages, args=(webhook, stack), daemon=True).start()
+            urls += [f"  Prometheus alerts        {prom.url}/alerts",
+                     f"  Alertmanager             {am.url}/"]
         if args.incident:
-            stack.incident.set()
-        print(
-            f"\nSparki storage exporter demo is running (files in {stack.base}):\n"
-            f"  targets and their state  http://127.0.0.1:{port}/\n"
-            f"  metrics                  http://127.0.0.1:{port}/metrics\n"
-            "Press Ctrl-C to stop everything.\n",
-            flush=True,
-        )
+            threading.Thread(target=incident, args=(stack, 30, args.incident_seconds),
+                             daemon=True).start()
+        print(f"\nSparki storage exporter demo is running (files in {stack.base}):\n"
+              + "\n".join(urls) + "\n"
+              "Pages and chat notifications are printed here as they arrive.\n"
+              "Press Ctrl-C to stop everything.\n", flush=True)
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stack.stop_event.is_set():
             if deadline is not None and time.monotonic() >= deadline:

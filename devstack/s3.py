@@ -19,7 +19,7 @@ from .postgres import free_port
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 ACCESS_KEY = "AKIASPARKITEST000001"
-SECRET_KEY = "sparki-test-secret-0f3c9a7b"  # noqa: S105 (a test server's)
+SECRET_KEY = "sparki-test-secret-0f3c9a7b"
 REGION = "us-east-1"
 
 
