@@ -37,6 +37,7 @@ class Stack:
         self.stops: list[Callable[[], None]] = []
         self.stop_event = threading.Event()
         self.incident = threading.Event()
+        self.after_incident: list[Callable[[], None]] = []
 
     def on_stop(self, fn: Callable[[], None]) -> None:
         self.stops.append(fn)
@@ -89,10 +90,12 @@ def postgres_load(pg: PgCluster, stack: Stack) -> None:
 def start_redis(stack: Stack) -> Any:
     from .redis import RedisServer
 
-    server = RedisServer(settings=["maxmemory 32mb", "maxmemory-policy allkeys-lru"],
-                         base=stack.base / "redis")
+    server = RedisServer(
+        settings=["maxmemory 32mb", "maxmemory-policy allkeys-lru"], base=stack.base / "redis"
+    )
     server.start()
     stack.on_stop(server.destroy)
+    stack.after_incident.append(lambda: server.client().flushall())  # the build logs expire
     threading.Thread(target=redis_load, args=(server, stack), daemon=True).start()
     return server
 
@@ -106,16 +109,20 @@ def redis_load(server: Any, stack: Stack) -> None:
     i = 0
     while not stack.stop_event.is_set():
         user = rng.randrange(500)
-        client.setex(f"session:{user}", 3600, "token")
-        client.get(f"perm:{user}:{rng.randrange(20)}") or client.setex(
-            f"perm:{user}:{rng.randrange(20)}", 900, "rw")
+        client.set(f"session:{user}", "token", ex=3600)
+        perm = f"perm:{user}:{rng.randrange(20)}"
+        if client.get(perm) is None:
+            client.set(perm, "rw", ex=900)
         if stack.incident.is_set():
             for _ in range(20):
                 client.set(f"buildlog:{i}", blob)
                 i += 1
-            client.eval("local t = redis.call('TIME'); local s = t[1] * 1000000 + t[2]; "
-                        "repeat t = redis.call('TIME') until "
-                        "t[1] * 1000000 + t[2] - s >= 15000; return 1", 0)
+            client.eval(
+                "local t = redis.call('TIME'); local s = t[1] * 1000000 + t[2]; "
+                "repeat t = redis.call('TIME') until "
+                "t[1] * 1000000 + t[2] - s >= 15000; return 1",
+                0,
+            )
         stack.stop_event.wait(0.02)
 
 
@@ -145,9 +152,17 @@ def start_exporter(stack: Stack, env: dict[str, str], port: int) -> subprocess.P
     import os
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "exporter", "--config", str(ROOT / "deploy" / "sparki.yml"),
-         "--web.listen-address", f"127.0.0.1:{port}"],
-        env={**os.environ, **env})
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config",
+            str(ROOT / "deploy" / "sparki.yml"),
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+        ],
+        env={**os.environ, **env},
+    )
 
     def stop() -> None:
         proc.send_signal(signal.SIGTERM)
@@ -174,9 +189,12 @@ def print_pages(webhook: Webhook, stack: Stack) -> None:
         alerts = webhook.alerts()
         for receiver, alert in alerts[seen:]:
             lab = alert["labels"]
-            print(f"[{receiver:5}] {alert['status'].upper():8} {lab.get('alertname')} "
-                  f"severity={lab.get('severity')} target={lab.get('target')}: "
-                  f"{alert['annotations'].get('summary', '')}", flush=True)
+            print(
+                f"[{receiver:5}] {alert['status'].upper():8} {lab.get('alertname')} "
+                f"severity={lab.get('severity')} target={lab.get('target')}: "
+                f"{alert['annotations'].get('summary', '')}",
+                flush=True,
+            )
         seen = len(alerts)
         stack.stop_event.wait(1)
 
@@ -184,12 +202,14 @@ def print_pages(webhook: Webhook, stack: Stack) -> None:
 def incident(stack: Stack, after: float, duration: float) -> None:
     if stack.stop_event.wait(after):
         return
-    print(f"*** incident: slow queries and Redis memory filling for {duration:g}s ***",
-          flush=True)
+    print(f"*** incident: slow queries and Redis memory filling for {duration:g}s ***", flush=True)
     stack.incident.set()
     if stack.stop_event.wait(duration):
         return
     stack.incident.clear()
+    for fn in stack.after_incident:
+        with contextlib.suppress(Exception):
+            fn()
     print("*** incident over: alerts resolve within a few minutes ***", flush=True)
 
 
@@ -205,7 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--incident",
         action="store_true",
-        help="start with an incident running (slow queries) so alerts fire",
+        help="30 s after start, cause an incident (slow queries, Redis memory filling, "
+        "slow Redis scripts) so alerts fire, then end it so they resolve",
+    )
+    p.add_argument("--incident-seconds", type=float, default=180)
+    p.add_argument(
+        "--no-prometheus", action="store_true", help="run only the servers and the exporter"
     )
     args = p.parse_args(argv)
 
@@ -216,36 +241,63 @@ def main(argv: list[str] | None = None) -> int:
         redis_server = start_redis(stack)
         s3 = start_s3(stack)
         port = args.port or free_port()
-        start_exporter(stack, {
-            "PG_HOST": "127.0.0.1", "PG_PORT": str(pg.port),
-            "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_server.port),
-            "S3_BUCKET": s3.bucket, "S3_ENDPOINT_URL": s3.endpoint_url,
-            "S3_ACCESS_KEY": s3.access_key, "S3_SECRET_KEY": s3.secret_key,
-        }, port)
-        urls = [f"  targets and their state  http://127.0.0.1:{port}/",
-                f"  metrics                  http://127.0.0.1:{port}/metrics"]
+        start_exporter(
+            stack,
+            {
+                "PG_HOST": "127.0.0.1",
+                "PG_PORT": str(pg.port),
+                "REDIS_HOST": "127.0.0.1",
+                "REDIS_PORT": str(redis_server.port),
+                "S3_BUCKET": s3.bucket,
+                "S3_ENDPOINT_URL": s3.endpoint_url,
+                "S3_ACCESS_KEY": s3.access_key,
+                "S3_SECRET_KEY": s3.secret_key,
+            },
+            port,
+        )
+        urls = [
+            f"  targets and their state  http://127.0.0.1:{port}/",
+            f"  metrics                  http://127.0.0.1:{port}/metrics",
+        ]
         if not args.no_prometheus:
             webhook = Webhook()
             stack.on_stop(webhook.stop)
-            am = Alertmanager(stack.base, ROOT / "deploy/alertmanager/alertmanager.yml",
-                              webhook.url, group_wait="5s", group_interval="30s")
+            am = Alertmanager(
+                stack.base,
+                ROOT / "deploy/alertmanager/alertmanager.yml",
+                webhook.url,
+                group_wait="5s",
+                group_interval="30s",
+            )
             stack.on_stop(am.stop)
             # The shipped rules, with every `for` cut to 30 s so alerts show in minutes.
-            prom = Prometheus(stack.base, [f"127.0.0.1:{port}"],
-                              sorted((ROOT / "rules").glob("*.rules.yml")),
-                              alertmanager=am.address, scrape_interval="5s",
-                              evaluation_interval="5s", for_seconds=30)
+            prom = Prometheus(
+                stack.base,
+                [f"127.0.0.1:{port}"],
+                sorted((ROOT / "rules").glob("*.rules.yml")),
+                alertmanager=am.address,
+                scrape_interval="5s",
+                evaluation_interval="5s",
+                for_seconds=30,
+            )
             stack.on_stop(prom.stop)
             threading.Thread(target=print_pages, args=(webhook, stack), daemon=True).start()
-            urls += [f"  Prometheus alerts        {prom.url}/alerts",
-                     f"  Alertmanager             {am.url}/"]
+            urls += [
+                f"  Prometheus alerts        {prom.url}/alerts",
+                f"  Alertmanager             {am.url}/",
+            ]
         if args.incident:
-            threading.Thread(target=incident, args=(stack, 30, args.incident_seconds),
-                             daemon=True).start()
-        print(f"\nSparki storage exporter demo is running (files in {stack.base}):\n"
-              + "\n".join(urls) + "\n"
-              "Pages and chat notifications are printed here as they arrive.\n"
-              "Press Ctrl-C to stop everything.\n", flush=True)
+            threading.Thread(
+                target=incident, args=(stack, 30, args.incident_seconds), daemon=True
+            ).start()
+        print(
+            f"\nSparki storage exporter demo is running (files in {stack.base}):\n"
+            + "\n".join(urls)
+            + "\n"
+            "Pages and chat notifications are printed here as they arrive.\n"
+            "Press Ctrl-C to stop everything.\n",
+            flush=True,
+        )
         deadline = time.monotonic() + args.duration if args.duration else None
         while not stack.stop_event.is_set():
             if deadline is not None and time.monotonic() >= deadline:

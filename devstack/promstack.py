@@ -25,8 +25,11 @@ import yaml
 from .postgres import free_port
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager") or \
-    "/usr/bin/prometheus-alertmanager"
+ALERTMANAGER = (
+    shutil.which("prometheus-alertmanager")
+    or shutil.which("alertmanager")
+    or "/usr/bin/prometheus-alertmanager"
+)
 
 
 def _wait_http(url: str, timeout: float = 30.0) -> None:
@@ -72,10 +75,17 @@ def shorten_for(rules_text: str, seconds: int) -> str:
 class Prometheus:
     """Prometheus scraping the given targets with the given rule files."""
 
-    def __init__(self, base: Path, targets: list[str], rule_files: list[Path],
-                 alertmanager: str | None = None, scrape_interval: str = "2s",
-                 evaluation_interval: str = "2s", for_seconds: int | None = None,
-                 port: int | None = None) -> None:
+    def __init__(
+        self,
+        base: Path,
+        targets: list[str],
+        rule_files: list[Path],
+        alertmanager: str | None = None,
+        scrape_interval: str = "2s",
+        evaluation_interval: str = "2s",
+        for_seconds: int | None = None,
+        port: int | None = None,
+    ) -> None:
         self.base = base / "prometheus"
         self.base.mkdir(parents=True)
         self.port = port or free_port()
@@ -90,22 +100,30 @@ class Prometheus:
             copy.write_text(text)
             copies.append(str(copy))
         config: dict[str, Any] = {
-            "global": {"scrape_interval": scrape_interval,
-                       "evaluation_interval": evaluation_interval,
-                       "scrape_timeout": scrape_interval},
+            "global": {
+                "scrape_interval": scrape_interval,
+                "evaluation_interval": evaluation_interval,
+                "scrape_timeout": scrape_interval,
+            },
             "rule_files": copies,
             "scrape_configs": [{"job_name": "sparki", "static_configs": [{"targets": targets}]}],
         }
         if alertmanager:
-            config["alerting"] = {"alertmanagers": [{"static_configs": [
-                {"targets": [alertmanager]}]}]}
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
+            }
         (self.base / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self.process = Process([
-            PROMETHEUS, f"--config.file={self.base / 'prometheus.yml'}",
-            f"--storage.tsdb.path={self.base / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
-            "--rules.alert.resend-delay=1s", "--web.enable-lifecycle",
-        ], self.base / "prometheus.log")
+        self.process = Process(
+            [
+                PROMETHEUS,
+                f"--config.file={self.base / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.base / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--rules.alert.resend-delay=1s",
+                "--web.enable-lifecycle",
+            ],
+            self.base / "prometheus.log",
+        )
         _wait_http(f"{self.url}/-/ready")
 
     @property
@@ -132,16 +150,24 @@ class Prometheus:
 class Alertmanager:
     """Alertmanager with the shipped routing; receivers' URLs pointed at ``webhook``."""
 
-    def __init__(self, base: Path, config_path: Path, webhook: str,
-                 group_wait: str = "1s", group_interval: str = "2s",
-                 repeat_interval: str = "1h", port: int | None = None) -> None:
+    def __init__(
+        self,
+        base: Path,
+        config_path: Path,
+        webhook: str,
+        group_wait: str = "1s",
+        group_interval: str = "2s",
+        repeat_interval: str = "1h",
+        port: int | None = None,
+    ) -> None:
         self.base = base / "alertmanager"
         self.base.mkdir(parents=True)
         self.port = port or free_port()
         config = yaml.safe_load(config_path.read_text())
         route = config["route"]
-        route.update(group_wait=group_wait, group_interval=group_interval,
-                     repeat_interval=repeat_interval)
+        route.update(
+            group_wait=group_wait, group_interval=group_interval, repeat_interval=repeat_interval
+        )
 
         def shorten(r: dict[str, Any]) -> None:
             for key in ("group_wait", "group_interval"):
@@ -162,11 +188,16 @@ class Alertmanager:
                     token.write_text(f"test-token-{receiver['name']}\n")
                     auth["credentials_file"] = str(token)
         (self.base / "alertmanager.yml").write_text(yaml.safe_dump(config, sort_keys=False))
-        self.process = Process([
-            ALERTMANAGER, f"--config.file={self.base / 'alertmanager.yml'}",
-            f"--storage.path={self.base / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}", "--cluster.listen-address=",
-        ], self.base / "alertmanager.log")
+        self.process = Process(
+            [
+                ALERTMANAGER,
+                f"--config.file={self.base / 'alertmanager.yml'}",
+                f"--storage.path={self.base / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--cluster.listen-address=",
+            ],
+            self.base / "alertmanager.log",
+        )
         _wait_http(f"{self.url}/-/ready")
 
     @property
@@ -212,18 +243,24 @@ class Webhook:
     def alerts(self) -> list[tuple[str, dict[str, Any]]]:
         """(receiver, alert) for every alert of every notification, in arrival order."""
         with self.lock:
-            return [(recv, alert) for recv, payload, _ in self.received
-                    for alert in payload.get("alerts", [])]
+            return [
+                (recv, alert)
+                for recv, payload, _ in self.received
+                for alert in payload.get("alerts", [])
+            ]
 
-    def find(self, alertname: str, status: str = "firing", **labels: str
-             ) -> list[tuple[str, dict[str, Any]]]:
+    def find(
+        self, alertname: str, status: str = "firing", **labels: str
+    ) -> list[tuple[str, dict[str, Any]]]:
         out = []
         for recv, alert in self.alerts():
             lab = alert.get("labels", {})
             if lab.get("alertname") != alertname or alert.get("status") != status:
                 continue
-            if all(lab.get(k) == v or (v.startswith("~") and re.fullmatch(v[1:], lab.get(k, "")))
-                   for k, v in labels.items()):
+            if all(
+                lab.get(k) == v or (v.startswith("~") and re.fullmatch(v[1:], lab.get(k, "")))
+                for k, v in labels.items()
+            ):
                 out.append((recv, alert))
         return out
 

@@ -1,0 +1,3 @@
+-- Runs once when the compose PostgreSQL volume is created.
+CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
+CREATE ROLE sparki_monitor LOGIN PASSWORD 'monitor-demo' IN ROLE pg_monitor;
