@@ -249,6 +249,17 @@ async def test_stopped_server_is_connect_within_deadline_and_recovers(
     )
     state = exp.runner("s3", "flaky").state
     assert state.last_duration is not None and state.last_duration <= state.timeout + 0.5
+    # While down, the failed canary attempts keep counting, so the failure-ratio alert
+    # can fire: the failed poll's snapshot is exported.
+    first = await exp.value(
+        "sparki_s3_probe_errors_total", target="flaky", operation="put", reason="connect"
+    )
+    await exp.polls("s3", "flaky", 2)
+    later = await exp.value(
+        "sparki_s3_probe_errors_total", target="flaky", operation="put", reason="connect"
+    )
+    assert first is not None and later is not None and later >= first + 2
+    assert await exp.value("sparki_up", adapter="s3", target="flaky") == 0
     # the other target keeps updating and /metrics stays fast
     await _keeps_updating(exp, "steady")
     with timed() as t:

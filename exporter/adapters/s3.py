@@ -825,8 +825,12 @@ class S3Target:
         results: list[PollError | None] = list(await asyncio.gather(*(c for _, c in parts)))
         outcome = dict(zip((name for name, _ in parts), results, strict=True))
         if self.config.canary.enabled:
-            if outcome["canary"] is not None:
-                raise outcome["canary"]
+            failed = outcome["canary"]
+            if failed is not None:
+                # The target is down, but its failed canary attempts are data: export
+                # them now, so the failure ratio rises while the storage is unusable.
+                failed.snapshot = self._snapshot()
+                raise failed
         else:
             errors = [e for e in results if e is not None]
             if errors and len(errors) == len(results):
