@@ -68,7 +68,7 @@ class AuthMotoServer(MotoServer):
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1):  # noqa: S310
+                with urllib.request.urlopen(self.endpoint_url + "/moto-api/", timeout=1):
                     break
             except OSError:
                 if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -93,13 +93,13 @@ class AuthMotoServer(MotoServer):
         self.client("s3").create_bucket(Bucket=self.bucket)
         self.access_key = key["AccessKeyId"]
         self.secret_key = key["SecretAccessKey"]
-        request = urllib.request.Request(  # noqa: S310
+        request = urllib.request.Request(
             self.endpoint_url + "/moto-api/reset-auth",
             data=b"0",
             method="POST",
             headers={"Content-Type": "text/plain"},  # a form body would be parsed away
         )
-        with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5):
             pass
         return self
 
