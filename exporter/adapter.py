@@ -44,10 +44,14 @@ class PollError(Exception):
     redacts known secrets as a second line of defence, not the first.
     """
 
-    def __init__(self, reason: Reason, message: str) -> None:
+    def __init__(self, reason: Reason, message: str, snapshot: Any = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        # What the failed poll still measured (a synthetic probe's failed attempts, say).
+        # The core exports it, fresh, while the target reads sparki_up 0: otherwise a
+        # canary's failure counters would freeze exactly when the storage is down.
+        self.snapshot = snapshot
 
 
 class Target(Protocol):

@@ -1,14 +1,19 @@
-"""Command line: ``sparki-exporter`` (serve) and ``sparki-exporter check-config FILE``."""
+"""Command line: ``sparki-exporter`` (serve), ``check-config``, ``healthcheck``, ``generate``."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import http.client
 import logging
 import signal
+import ssl
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
+from functools import partial
 
 from . import __version__
 from .config import ConfigError, RootConfig, from_environment, load
@@ -16,13 +21,14 @@ from .logs import setup
 
 log = logging.getLogger("sparki")
 EXIT_CONFIG = 2
+DEFAULT_LISTEN = ":9840"
 
 
 def _serve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sparki-exporter",
         description="Prometheus exporter for PostgreSQL, Redis/Valkey and S3/MinIO. "
-        "Subcommands: check-config FILE.",
+        "Subcommands: check-config FILE, healthcheck, generate.",
     )
     p.add_argument(
         "--config",
@@ -31,8 +37,22 @@ def _serve_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="YAML config; without it, targets come from PG_*, REDIS_*, MINIO_* variables",
     )
-    p.add_argument("--web.listen-address", dest="listen", default=":9840", metavar="HOST:PORT")
+    p.add_argument(
+        "--web.listen-address", dest="listen", default=DEFAULT_LISTEN, metavar="HOST:PORT"
+    )
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics")
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        metavar="FILE",
+        help="TLS and basic auth, in the exporter-toolkit web config format",
+    )
+    p.add_argument(
+        "--web.enable-lifecycle",
+        dest="enable_lifecycle",
+        action="store_true",
+        help="enable POST /-/reload (SIGHUP always reloads)",
+    )
     p.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
     p.add_argument("--version", action="version", version=f"sparki-exporter {__version__}")
@@ -43,12 +63,30 @@ def check_config(argv: Sequence[str]) -> int:
     """Validate a config file: exit 0, or print every problem with its path and exit 2."""
     p = argparse.ArgumentParser(prog="sparki-exporter check-config")
     p.add_argument("file")
+    p.add_argument("--web.config.file", dest="web_config", metavar="FILE")
     args = p.parse_args(argv)
+    failed = False
     try:
         config = load(args.file)
     except ConfigError as exc:
         for line in exc.lines():
             print(f"{args.file}: {line}", file=sys.stderr)
+        failed = True
+    if args.web_config:
+        from .webconfig import load_web_config
+
+        try:
+            web = load_web_config(args.web_config)
+        except ConfigError as exc:
+            for line in exc.lines():
+                print(f"{args.web_config}: {line}", file=sys.stderr)
+            failed = True
+        else:
+            print(
+                f"{args.web_config}: ok, TLS {'on' if web.ssl_context else 'off'}, "
+                f"basic auth {'on' if web.auth_enabled else 'off'}"
+            )
+    if failed:
         return EXIT_CONFIG
     targets = config.targets()
     print(
@@ -58,14 +96,41 @@ def check_config(argv: Sequence[str]) -> int:
     return 0
 
 
-async def _serve(config: RootConfig, host: str | None, port: int, telemetry_path: str) -> int:
+async def _serve(args: argparse.Namespace, config: RootConfig, host: str | None, port: int) -> int:
     from .service import Exporter
+    from .tracing import from_environment as tracing_from_environment
+    from .webconfig import LoadedWebConfig, load_web_config
 
-    exporter = Exporter(config, telemetry_path)
+    web_config: LoadedWebConfig | None = None
+    if args.web_config:
+        try:
+            web_config = load_web_config(args.web_config)
+        except ConfigError as exc:
+            for line in exc.lines():
+                log.error("invalid web configuration", extra={"kv": {"problem": line}})
+            return EXIT_CONFIG
+    exporter = Exporter(
+        config,
+        args.telemetry_path,
+        web_config=web_config,
+        loader=partial(load, args.config) if args.config else None,
+        enable_lifecycle=args.enable_lifecycle,
+        observer=tracing_from_environment(),
+        log_flags=(args.log_level, args.log_format),
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[object]] = set()
+
+    def on_hup() -> None:
+        log.info("SIGHUP: reloading the configuration")
+        task: asyncio.Task[object] = asyncio.ensure_future(exporter.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
         await exporter.start(host, port)
     except OSError as exc:
@@ -77,6 +142,8 @@ async def _serve(config: RootConfig, host: str | None, port: int, telemetry_path
         return 1
     await stop.wait()
     log.info("shutting down")
+    for task in reloads:
+        task.cancel()
     await exporter.stop()
     return 0
 
@@ -99,8 +166,52 @@ def serve(argv: Sequence[str]) -> int:
         log.error(str(exc))
         return EXIT_CONFIG
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_serve(config, host, port, args.telemetry_path))
+        return asyncio.run(_serve(args, config, host, port))
     return 0
+
+
+def healthcheck(argv: Sequence[str]) -> int:
+    """Exit 0 when the exporter on this host answers /healthz (for Docker's HEALTHCHECK).
+
+    Tries HTTP, then HTTPS without verifying the certificate (it is our own process on
+    loopback). A 401 counts as alive: with basic auth on, /healthz asks for credentials
+    like every path, and the HTTP server answering is what liveness means.
+    """
+    p = argparse.ArgumentParser(prog="sparki-exporter healthcheck")
+    p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN)
+    p.add_argument("--timeout", type=float, default=3.0)
+    args = p.parse_args(argv)
+    from .service import parse_listen_address
+
+    try:
+        host, port = parse_listen_address(args.listen)
+    except ValueError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    if host in (None, "", "0.0.0.0", "::"):  # noqa: S104 (a listen address, not a bind)
+        host = "127.0.0.1" if host != "::" else "::1"
+    shown = f"[{host}]" if ":" in host else host
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    last = ""
+    for scheme in ("http", "https"):
+        url = f"{scheme}://{shown}:{port}/healthz"
+        try:
+            with urllib.request.urlopen(  # noqa: S310 (fixed scheme and path)
+                url, timeout=args.timeout, context=insecure if scheme == "https" else None
+            ) as resp:
+                if resp.status == 200:
+                    return 0
+                last = f"{url}: HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401:
+                return 0
+            last = f"{url}: HTTP {exc.code}"
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            last = f"{url}: {getattr(exc, 'reason', None) or exc}"
+    print(f"unhealthy: {last}", file=sys.stderr)
+    return 1
 
 
 def generate(argv: Sequence[str]) -> int:
@@ -110,7 +221,7 @@ def generate(argv: Sequence[str]) -> int:
     return generate_main(argv)
 
 
-COMMANDS = {"check-config": check_config, "generate": generate}
+COMMANDS = {"check-config": check_config, "healthcheck": healthcheck, "generate": generate}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -101,6 +101,8 @@ class TargetConfig(Strict):
             return data
         data = dict(data)
         for field in cls.secret_fields:
+            if data.get(field) == "":  # `${VAR:-}` with VAR unset: no secret, not ""
+                del data[field]
             key = f"{field}_file"
             if key not in data:
                 continue
@@ -259,12 +261,34 @@ def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
     return problems
 
 
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+
+def _check_shape(data: Any) -> None:
+    """Refuse trees too deep or too large to be a config (YAML aliases can multiply them)."""
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_DEPTH:
+            raise ConfigError([("", f"the config is nested more than {MAX_DEPTH} levels deep")])
+        if nodes > MAX_NODES:
+            raise ConfigError([("", f"the config has more than {MAX_NODES} values")])
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
 def validate(data: Any, env: Mapping[str, str] | None = None) -> RootConfig:
     """Validate an already parsed config tree; raise :class:`ConfigError` listing all problems."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError([("", "the config must be a mapping of keys to values")])
+    _check_shape(data)
     expanded, problems = expand_env(data, os.environ if env is None else env)
     try:
         config = root_model().model_validate(expanded)
@@ -282,6 +306,10 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([("", f"cannot read config file {path}: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [("", f"config file {path} is not UTF-8 text (byte {exc.start})")]
+        ) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -289,6 +317,8 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([("", f"{path}: {problem}{where}")]) from None
+    except RecursionError:
+        raise ConfigError([("", f"{path}: the YAML is nested too deeply")]) from None
     return validate(data, env)
 
 

@@ -83,7 +83,9 @@ class Exposition:
 
     def __init__(self, runners: Sequence[TargetRunner]) -> None:
         self.runners = list(runners)
-        self._cache: dict[tuple[object, ...], bytes] = {}
+        # key -> (body, the blocks it was made of). Keeping the blocks alive keeps their
+        # ids from being reused by newer snapshots, which would make a stale key match.
+        self._cache: dict[tuple[object, ...], tuple[bytes, object]] = {}
 
     def _adapter_blocks(
         self, now: float
@@ -104,12 +106,14 @@ class Exposition:
         now = time.monotonic() if now is None else now
         own = render_families(exporter_families(self.runners, now))
         key, blocks = self._adapter_blocks(now)
-        body = self._cache.get((openmetrics, *key))
-        if body is None:
+        cached = self._cache.get((openmetrics, *key))
+        if cached is None:
             body = merge_exposition(blocks, openmetrics, eof=openmetrics)
             # Keep only the newest body per format: older ones can never be asked again.
             self._cache = {k: v for k, v in self._cache.items() if k[0] != openmetrics}
-            self._cache[(openmetrics, *key)] = body
+            self._cache[(openmetrics, *key)] = (body, blocks)
+        else:
+            body = cached[0]
         return merge_exposition([own], openmetrics, eof=False) + body
 
     def render_gzip(self, openmetrics: bool = False) -> bytes:

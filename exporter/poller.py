@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,14 +63,56 @@ class TargetState:
         return self.up and self.fresh(now)
 
 
+@dataclass(frozen=True, slots=True)
+class PollEvent:
+    """One finished poll, scheduled or on demand (/probe), as observers see it."""
+
+    adapter: str
+    target: str
+    kind: str  # "scheduled" or "probe"
+    start: float  # wall clock, Unix seconds
+    duration: float
+    error: PollError | None  # None: success
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """The outcome of an on-demand poll; the runner's own state is left untouched."""
+
+    rendered: tuple[RenderedFamily, ...]
+    duration: float
+    error: PollError | None
+
+
+PollObserver = Callable[[PollEvent], None]
+
+
+@dataclass(slots=True)
+class _Attempt:
+    snapshot: Any = None
+    rendered: tuple[RenderedFamily, ...] = ()
+    error: PollError | None = None
+    duration: float = 0.0
+    overran: bool = False  # the poll task is still unwinding: abandon it
+
+
 class TargetRunner:
-    """Runs one target's poll loop and keeps its :class:`TargetState`."""
+    """Runs one target's poll loop and keeps its :class:`TargetState`.
+
+    Polls of one target never overlap: the scheduled loop and on-demand probes take
+    the same lock, so an adapter's connection is only ever used by one poll at a time.
+    """
 
     def __init__(
-        self, spec: AdapterSpec, config: TargetConfig, global_config: GlobalConfig
+        self,
+        spec: AdapterSpec,
+        config: TargetConfig,
+        global_config: GlobalConfig,
+        observer: PollObserver | None = None,
     ) -> None:
         self.spec = spec
         self.config = config
+        self.observer = observer
         self.target: Target = spec.target(config, global_config)
         interval = global_config.interval_for(config)
         self.state = TargetState(
@@ -81,6 +124,8 @@ class TargetRunner:
         )
         self._task: asyncio.Task[None] | None = None
         self._poll_task: asyncio.Task[Any] | None = None
+        self._lock = asyncio.Lock()
+        self._abandoning: set[asyncio.Task[None]] = set()
         self.first_poll_done = asyncio.Event()
 
     def start(self) -> None:
@@ -102,48 +147,81 @@ class TargetRunner:
             jitter = random.uniform(-0.05, 0.05) * self.state.interval
             await asyncio.sleep(max(0.0, next_at - now + jitter))
 
+    async def _attempt(self, limit: float, kind: str) -> _Attempt:
+        """Run one poll within ``limit`` seconds and render it; the caller holds the lock."""
+        if self._poll_task is not None and not self._poll_task.done():
+            # The previous poll is still unwinding: never start a second one beside it.
+            return _Attempt(error=PollError(Reason.TIMEOUT, "previous poll still running"))
+        start = time.monotonic()
+        wall = time.time()
+        out = _Attempt()
+        self._poll_task = asyncio.create_task(self.target.poll())
+        try:
+            out.snapshot = await asyncio.wait_for(asyncio.shield(self._poll_task), limit)
+        except TimeoutError:
+            out.error = PollError(Reason.TIMEOUT, f"poll did not finish within {limit:g}s")
+            out.overran = True
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                await self._abandon()
+                raise
+            # The poll itself was cancelled (the runner is stopping under a probe).
+            out.error = PollError(Reason.OTHER, "poll cancelled: the target is being removed")
+        except Exception as exc:
+            out.error = exc if isinstance(exc, PollError) else self.spec.classify(exc)
+            # What a failed poll still measured (PollError.snapshot) is exported, fresh,
+            # while the target reads sparki_up 0.
+            out.snapshot = getattr(out.error, "snapshot", None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.target.reset(), CANCEL_GRACE)
+        out.duration = time.monotonic() - start
+        if out.error is None or out.snapshot is not None:
+            try:
+                out.rendered = render_families(self.spec.families(out.snapshot))
+            except Exception as exc:  # a bug in an adapter must not take the exporter down
+                log.exception(
+                    "rendering failed", extra=kv(adapter=self.state.adapter, target=self.state.name)
+                )
+                out.snapshot, out.rendered = None, ()
+                out.error = out.error or PollError(Reason.OTHER, f"rendering failed: {exc}")
+        self._notify(kind, wall, out)
+        return out
+
+    def _notify(self, kind: str, wall: float, attempt: _Attempt) -> None:
+        if self.observer is None:
+            return
+        error = attempt.error
+        if error is not None:
+            error = PollError(error.reason, redact(error.message))
+        event = PollEvent(self.state.adapter, self.state.name, kind, wall, attempt.duration, error)
+        try:
+            self.observer(event)
+        except Exception:  # an observer (tracing) must never break polling
+            log.exception("poll observer failed", extra=kv(target=self.state.name))
+
     async def poll_once(self) -> None:
         """Run one poll under the deadline and record its outcome."""
         state = self.state
-        if self._poll_task is not None and not self._poll_task.done():
-            # The previous poll is still unwinding: never start a second one beside it.
-            self._record_failure(PollError(Reason.TIMEOUT, "previous poll still running"), 0.0)
-            return
-        start = time.monotonic()
-        state.last_attempt = time.time()
-        self._poll_task = asyncio.create_task(self.target.poll())
-        try:
-            snapshot = await asyncio.wait_for(asyncio.shield(self._poll_task), state.timeout)
-        except TimeoutError:
-            # Record first: the target is down now, however long the unwinding takes.
-            self._record_failure(
-                PollError(Reason.TIMEOUT, f"poll did not finish within {state.timeout:g}s"),
-                time.monotonic() - start,
-            )
-            await self._abandon()
-            return
-        except asyncio.CancelledError:
-            await self._abandon()
-            raise
-        except Exception as exc:
-            error = exc if isinstance(exc, PollError) else self.spec.classify(exc)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.target.reset(), CANCEL_GRACE)
-            self._record_failure(error, time.monotonic() - start)
-            return
-        duration = time.monotonic() - start
-        try:
-            rendered = render_families(self.spec.families(snapshot))
-        except Exception as exc:  # a bug in an adapter must not take the exporter down
-            log.exception("rendering failed", extra=kv(adapter=state.adapter, target=state.name))
-            self._record_failure(PollError(Reason.OTHER, f"rendering failed: {exc}"), duration)
-            return
+        async with self._lock:
+            state.last_attempt = time.time()
+            attempt = await self._attempt(state.timeout, "scheduled")
+            if attempt.error is not None:
+                # Record first: the target is down now, however long the unwinding takes.
+                self._record_failure(attempt.error, attempt.duration)
+                if attempt.snapshot is not None:  # a partial snapshot of the failed poll
+                    state.snapshot = attempt.snapshot
+                    state.rendered = attempt.rendered
+                    state.snapshot_time = time.monotonic()
+                if attempt.overran:
+                    await self._abandon()
+                return
         was_up = state.up
-        state.snapshot = snapshot
-        state.rendered = rendered
+        state.snapshot = attempt.snapshot
+        state.rendered = attempt.rendered
         state.snapshot_time = time.monotonic()
         state.up = True
-        state.last_duration = duration
+        state.last_duration = attempt.duration
         state.last_success = time.time()
         state.last_error = None
         state.last_reason = None
@@ -151,6 +229,47 @@ class TargetRunner:
         self._mark_polled()
         if not was_up and state.polls > 1:
             log.info("target recovered", extra=kv(adapter=state.adapter, target=state.name))
+
+    async def probe(self, limit: float) -> ProbeResult:
+        """Poll now, on demand, within ``limit`` seconds (waiting for a running poll too).
+
+        Shares the target (its connection and the counters deltas are derived from)
+        with the scheduled loop, serialized by the lock; the runner's state, which
+        /metrics shows, is not changed.
+        """
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(limit):
+                await self._lock.acquire()
+        except TimeoutError:
+            waited = PollError(
+                Reason.TIMEOUT, f"the scheduled poll did not finish within {limit:g}s"
+            )
+            return ProbeResult((), time.monotonic() - start, waited)
+        release = True
+        try:
+            remaining = max(0.001, limit - (time.monotonic() - start))
+            attempt = await self._attempt(remaining, "probe")
+            if attempt.overran:
+                # Answer now; unwind the overrun poll in the background, still holding
+                # the lock so the next poll waits for its connection to be torn down.
+                release = False
+                task = asyncio.create_task(self._abandon_and_release())
+                self._abandoning.add(task)
+                task.add_done_callback(self._abandoning.discard)
+        finally:
+            if release:
+                self._lock.release()
+        error = attempt.error
+        if error is not None:
+            error = PollError(error.reason, redact(error.message))
+        return ProbeResult(attempt.rendered, time.monotonic() - start, error)
+
+    async def _abandon_and_release(self) -> None:
+        try:
+            await self._abandon()
+        finally:
+            self._lock.release()
 
     async def _abandon(self) -> None:
         """Cancel a poll that overran; tear its connections down if it will not stop."""
@@ -196,10 +315,11 @@ class TargetRunner:
 
     async def stop(self) -> None:
         """Stop polling and close the target's connections."""
-        for task in (self._task, self._poll_task):
+        tasks = (self._task, self._poll_task, *self._abandoning)
+        for task in tasks:
             if task is not None and not task.done():
                 task.cancel()
-        for task in (self._task, self._poll_task):
+        for task in tasks:
             if task is not None:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(task, CANCEL_GRACE)

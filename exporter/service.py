@@ -1,19 +1,33 @@
-"""The running exporter: runners for every configured target plus the web server."""
+"""The running exporter: runners for every configured target plus the web server.
+
+Reload (SIGHUP, or ``POST /-/reload`` with ``--web.enable-lifecycle``) reads the
+configuration again and, only if all of it is valid, swaps it in target by target: a
+target whose adapter, settings and effective schedule are unchanged keeps its runner
+(its connection, its counters, its series); new targets get new runners; removed ones
+are stopped and their connections closed. A configuration that does not validate is
+refused with every problem logged, and the running one is kept.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from .adapters import by_name
-from .config import RootConfig
-from .logs import kv, register_secrets
-from .poller import TargetRunner
-from .web import make_app
+from .config import ConfigError, RootConfig, TargetConfig
+from .logs import kv, register_secrets, setup
+from .poller import PollObserver, TargetRunner
+from .web import WebState, make_app
+from .webconfig import BasicAuth, LoadedWebConfig
 
 log = logging.getLogger("sparki.service")
+
+RunnerKey = tuple[str, TargetConfig, float, float, float]
 
 
 def parse_listen_address(address: str) -> tuple[str | None, int]:
@@ -25,26 +39,75 @@ def parse_listen_address(address: str) -> tuple[str | None, int]:
     return (host or None), int(port)
 
 
+def runner_key(adapter: str, target: TargetConfig, config: RootConfig) -> RunnerKey:
+    """What must be equal for a target's runner to survive a reload."""
+    interval = config.interval_for(target)
+    return (
+        adapter,
+        target,
+        interval,
+        config.timeout_for(target),
+        interval * config.stale_after_intervals,
+    )
+
+
 class Exporter:
     """Owns the runners and the HTTP site; start() and stop() bracket its life."""
 
-    def __init__(self, config: RootConfig, telemetry_path: str = "/metrics") -> None:
+    def __init__(
+        self,
+        config: RootConfig,
+        telemetry_path: str = "/metrics",
+        *,
+        web_config: LoadedWebConfig | None = None,
+        loader: Callable[[], RootConfig] | None = None,
+        enable_lifecycle: bool = False,
+        observer: PollObserver | None = None,
+        log_flags: tuple[str | None, str | None] = (None, None),
+    ) -> None:
         self.config = config
+        self.observer = observer
+        self.loader = loader
+        self.log_flags = log_flags
+        self.web_config = web_config
         register_secrets(config.secrets())
-        adapters = by_name()
+        self._keys: dict[TargetRunner, RunnerKey] = {}
         self.runners = [
-            TargetRunner(adapters[section], target, config) for section, target in config.targets()
+            self._new_runner(section, target, config) for section, target in config.targets()
         ]
-        self.app = make_app(self.runners, telemetry_path)
+        self.web = WebState(self.runners)
+        auth = None
+        if web_config is not None and web_config.auth_enabled:
+            auth = BasicAuth(web_config.config.basic_auth_users)
+        self.app = make_app(
+            self.web,
+            telemetry_path,
+            auth=auth,
+            headers=web_config.headers if web_config is not None else None,
+            reload=self.reload if enable_lifecycle else None,
+        )
         self._runner: web.AppRunner | None = None
+        self._reload_lock = asyncio.Lock()
         self.port: int | None = None
+
+    def _new_runner(self, section: str, target: TargetConfig, config: RootConfig) -> TargetRunner:
+        spec = by_name()[section]
+        runner = TargetRunner(spec, target, config, self.observer)
+        self._keys[runner] = runner_key(spec.name, target, config)
+        return runner
+
+    @property
+    def scheme(self) -> str:
+        tls = self.web_config is not None and self.web_config.ssl_context is not None
+        return "https" if tls else "http"
 
     async def start(self, host: str | None, port: int) -> None:
         self._runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        ssl_context = self.web_config.ssl_context if self.web_config is not None else None
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         sockets = getattr(site._server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
@@ -52,7 +115,73 @@ class Exporter:
             runner.start()
         log.info(
             "listening",
-            extra=kv(address=f"{host or '*'}:{self.port}", targets=len(self.runners)),
+            extra=kv(
+                address=f"{host or '*'}:{self.port}",
+                targets=len(self.runners),
+                tls=ssl_context is not None,
+                basic_auth=bool(self.web_config and self.web_config.auth_enabled),
+            ),
+        )
+
+    async def reload(self) -> tuple[bool, list[str]]:
+        """Load the configuration again and apply it; (ok, problems)."""
+        async with self._reload_lock:
+            if self.loader is None:
+                problems = ["no configuration file to reload (started without --config)"]
+                log.error("reload refused", extra=kv(problem=problems[0]))
+                self.web.reload_success = False
+                return False, problems
+            try:
+                config = await asyncio.to_thread(self.loader)
+            except ConfigError as exc:
+                problems = exc.lines()
+                for line in problems:
+                    log.error(
+                        "reload refused, keeping the running configuration",
+                        extra=kv(problem=line),
+                    )
+                self.web.reload_success = False
+                return False, problems
+            await self.apply(config)
+            return True, []
+
+    async def apply(self, config: RootConfig) -> None:
+        """Swap in a validated configuration, keeping the runners of unchanged targets."""
+        register_secrets(config.secrets())
+        if config.log != self.config.log:
+            level, fmt = self.log_flags
+            setup(level or config.log.level, fmt or config.log.format)
+        spare = list(self.runners)
+        runners: list[TargetRunner] = []
+        added: list[TargetRunner] = []
+        for section, target in config.targets():
+            key = runner_key(section, target, config)
+            match = next((r for r in spare if self._keys[r] == key), None)
+            if match is not None:
+                spare.remove(match)
+                runners.append(match)
+            else:
+                runner = self._new_runner(section, target, config)
+                runners.append(runner)
+                added.append(runner)
+        self.config = config
+        self.runners = runners
+        self.web.set_runners(runners)
+        if self._runner is not None:  # started: the new runners poll from now on
+            for runner in added:
+                runner.start()
+        await asyncio.gather(*(r.stop() for r in spare), return_exceptions=True)
+        for runner in spare:
+            self._keys.pop(runner, None)
+        self.web.reload_success = True
+        self.web.reload_success_time = time.time()
+        log.info(
+            "configuration reloaded",
+            extra=kv(
+                kept=len(runners) - len(added),
+                added=_names(added),
+                removed=_names(spare),
+            ),
         )
 
     async def stop(self) -> None:
@@ -60,4 +189,14 @@ class Exporter:
         await asyncio.gather(*(r.stop() for r in self.runners), return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+        shutdown: Any = getattr(self.observer, "shutdown", None)
+        if callable(shutdown):
+            try:
+                await asyncio.wait_for(asyncio.to_thread(shutdown), 5.0)
+            except Exception as exc:  # flushing spans is best effort
+                log.warning("tracing shutdown failed", extra=kv(error=str(exc)))
         log.info("stopped")
+
+
+def _names(runners: list[TargetRunner]) -> str:
+    return ",".join(f"{r.state.adapter}/{r.state.name}" for r in runners) or "-"

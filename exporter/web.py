@@ -1,23 +1,83 @@
-"""HTTP endpoints: /metrics, /healthz, /readyz and a landing page for people.
+"""HTTP endpoints: /metrics, /probe, /healthz, /readyz, /-/reload and a landing page.
 
-No handler touches a target: they read the runners' state, so a scrape costs the
-same whether every server is healthy or every server hangs.
+No handler but /probe touches a target: they read the runners' state, so a scrape
+costs the same whether every server is healthy or every server hangs. /probe polls one
+configured target on demand (see probe.py). With a web config (webconfig.py), every
+path, /healthz included, needs the basic-auth credentials, as with exporter-toolkit.
 """
 
 from __future__ import annotations
 
+import gzip
 import html
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import __version__
 from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
+from .logs import kv
+from .metrics import GaugeMetricFamily, merge_exposition, render_families
 from .poller import TargetRunner
+from .probe import Prober, ProbeRequestError
+from .probe import deadline as probe_deadline
+from .probe import render as render_probe
+from .probe import select as select_target
+from .webconfig import BasicAuth
 
+log = logging.getLogger("sparki.web")
+
+
+class _QuietBadRequests(logging.Filter):
+    """aiohttp logs every malformed request (a port scan, a TLS hello on the plain port)
+    as an error with a traceback; they are answered with 400 and are not our errors."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 0) < 500:
+            log.debug("malformed request refused", extra=kv(error=str(exc).splitlines()[0]))
+            return False
+        return True
+
+
+_QUIET = _QuietBadRequests()
+logging.getLogger("aiohttp.server").addFilter(_QUIET)
+
+
+class WebState:
+    """What the handlers read. Reload replaces the runner list whole; handlers see it next."""
+
+    def __init__(self, runners: Sequence[TargetRunner]) -> None:
+        self.runners: list[TargetRunner] = list(runners)
+        self.exposition = Exposition(self.runners)
+        self.reload_success: bool = True
+        self.reload_success_time: float = time.time()
+
+    def set_runners(self, runners: Sequence[TargetRunner]) -> None:
+        self.runners = list(runners)
+        self.exposition.runners = self.runners
+
+    def reload_families(self) -> list[GaugeMetricFamily]:
+        ok = GaugeMetricFamily(
+            "sparki_exporter_config_last_reload_successful",
+            "1 when the last configuration reload succeeded (or none was tried), else 0",
+        )
+        ok.add_metric([], 1.0 if self.reload_success else 0.0)
+        when = GaugeMetricFamily(
+            "sparki_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time the running configuration was loaded",
+        )
+        when.add_metric([], self.reload_success_time)
+        return [ok, when]
+
+
+STATE = web.AppKey("state", WebState)
 EXPOSITION = web.AppKey("exposition", Exposition)
+ReloadHook = Callable[[], Awaitable[tuple[bool, list[str]]]]
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -84,26 +144,79 @@ def landing_page(runners: Sequence[TargetRunner], telemetry_path: str) -> str:
     )
 
 
-def make_app(runners: Sequence[TargetRunner], telemetry_path: str = "/metrics") -> web.Application:
-    """The aiohttp application serving the exporter's endpoints."""
-    exposition = Exposition(runners)
+def _encode(request: web.Request, render: Callable[[bool], bytes]) -> tuple[bytes, dict[str, str]]:
+    openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
+    ctype = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
+    body = render(openmetrics)
+    headers = {"Content-Type": ctype, "Vary": "Accept-Encoding"}
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        body = gzip.compress(body, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
+    return body, headers
+
+
+def _bad_request(message: str) -> web.Response:
+    return web.Response(status=400, text=message + "\n")
+
+
+def make_app(
+    runners: Sequence[TargetRunner] | WebState,
+    telemetry_path: str = "/metrics",
+    *,
+    auth: BasicAuth | None = None,
+    headers: Mapping[str, str] | None = None,
+    reload: ReloadHook | None = None,
+) -> web.Application:
+    """The aiohttp application serving the exporter's endpoints.
+
+    ``auth`` protects every path with basic authentication; ``headers`` are added to
+    every response; ``reload`` enables ``POST /-/reload`` (off unless given).
+    """
+    state = runners if isinstance(runners, WebState) else WebState(runners)
+    prober = Prober()
 
     async def metrics(request: web.Request) -> web.Response:
-        openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
-        ctype = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-            body = exposition.render_gzip(openmetrics)
-            headers = {"Content-Type": ctype, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
-        else:
-            body = exposition.render(openmetrics)
-            headers = {"Content-Type": ctype, "Vary": "Accept-Encoding"}
-        return web.Response(body=body, headers=headers)
+        def render(openmetrics: bool) -> bytes:
+            own = merge_exposition(
+                [render_families(state.reload_families())], openmetrics, eof=False
+            )
+            return own + state.exposition.render(openmetrics)
+
+        body, response_headers = _encode(request, render)
+        return web.Response(body=body, headers=response_headers)
+
+    async def probe(request: web.Request) -> web.Response:
+        try:
+            keys = [key for key, _ in request.query.items()]
+            runner = select_target(request.query, keys, state.runners)
+            timeout = probe_deadline(
+                request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), runner.state.timeout
+            )
+        except ProbeRequestError as exc:
+            return _bad_request(str(exc))
+        except (UnicodeError, ValueError):
+            return _bad_request("the query string is not valid: /probe?target=NAME")
+        result = await prober.probe(runner, timeout)
+        if result.error is not None:
+            log.debug(
+                "probe failed",
+                extra=kv(
+                    adapter=runner.state.adapter,
+                    target=runner.state.name,
+                    reason=result.error.reason.value,
+                    error=result.error.message,
+                ),
+            )
+        body, response_headers = _encode(
+            request, lambda openmetrics: render_probe(runner, result, openmetrics)
+        )
+        return web.Response(body=body, headers=response_headers)
 
     async def healthz(request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
 
     async def readyz(request: web.Request) -> web.Response:
-        pending = [f"{r.state.adapter}/{r.state.name}" for r in runners if not r.state.polled]
+        pending = [f"{r.state.adapter}/{r.state.name}" for r in state.runners if not r.state.polled]
         if pending:
             return web.Response(
                 status=503, text="waiting for first poll: " + ", ".join(pending) + "\n"
@@ -111,12 +224,60 @@ def make_app(runners: Sequence[TargetRunner], telemetry_path: str = "/metrics") 
         return web.Response(text="ready\n")
 
     async def index(request: web.Request) -> web.Response:
-        return web.Response(text=landing_page(runners, telemetry_path), content_type="text/html")
+        return web.Response(
+            text=landing_page(state.runners, telemetry_path), content_type="text/html"
+        )
 
-    app = web.Application()
+    async def do_reload(request: web.Request) -> web.Response:
+        assert reload is not None
+        ok, problems = await reload()
+        if ok:
+            return web.Response(text="configuration reloaded\n")
+        return web.Response(
+            status=400,
+            text="reload refused, the running configuration is kept:\n"
+            + "".join(f"{p}\n" for p in problems),
+        )
+
+    middlewares = []
+    if auth is not None:
+        checker = auth
+
+        @web.middleware
+        async def basic_auth(
+            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+        ) -> web.StreamResponse:
+            if not await checker.check(request.headers.get("Authorization")):
+                return web.Response(
+                    status=401,
+                    text="Unauthorized\n",
+                    headers={"WWW-Authenticate": 'Basic realm="sparki-exporter", charset="UTF-8"'},
+                )
+            return await handler(request)
+
+        middlewares.append(basic_auth)
+
+    app = web.Application(middlewares=middlewares)
+    if headers:
+        fixed = dict(headers)
+
+        async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+            response.headers.update(fixed)
+
+        app.on_response_prepare.append(add_headers)
+
+    async def close_prober(app: web.Application) -> None:
+        await prober.close()
+
+    app.on_cleanup.append(close_prober)
     app.router.add_get(telemetry_path, metrics)
+    if telemetry_path != "/probe":
+        app.router.add_get("/probe", probe)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", index)
-    app[EXPOSITION] = exposition
+    if reload is not None:
+        app.router.add_post("/-/reload", do_reload)
+    app[STATE] = state
+    app[EXPOSITION] = state.exposition
     return app

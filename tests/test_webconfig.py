@@ -1,0 +1,325 @@
+"""--web.config.file: exporter-toolkit TLS and basic auth, with a real TLS client."""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import bcrypt
+import pytest
+import trustme
+from fixtures_core import free_port
+from fixtures_pg import PgCluster
+
+from exporter import config as config_mod
+from exporter.config import ConfigError
+from exporter.service import Exporter
+from exporter.webconfig import BasicAuth, load_web_config, parse_basic
+
+PASSWORD = "correct horse battery staple"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+
+
+class Certs:
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.ca = trustme.CA()
+        server = self.ca.issue_cert("127.0.0.1", "localhost")
+        server.cert_chain_pems[0].write_to_path(str(directory / "server.crt"))
+        server.private_key_pem.write_to_path(str(directory / "server.key"))
+        self.ca.cert_pem.write_to_path(str(directory / "ca.crt"))
+        self.client_ca = trustme.CA()
+        self.client_ca.cert_pem.write_to_path(str(directory / "clients-ca.crt"))
+        client = self.client_ca.issue_cert("prometheus@example.com")
+        client.private_key_and_cert_chain_pem.write_to_path(str(directory / "client.pem"))
+        stranger = trustme.CA().issue_cert("mallory@example.com")
+        stranger.private_key_and_cert_chain_pem.write_to_path(str(directory / "stranger.pem"))
+
+    def client_context(self, cert: str | None = None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.dir / "ca.crt"))
+        if cert:
+            ctx.load_cert_chain(str(self.dir / cert))
+        return ctx
+
+
+@pytest.fixture
+def certs(tmp_path: Path) -> Certs:
+    return Certs(tmp_path)
+
+
+@pytest.fixture
+async def web_exporter(
+    pg_primary: PgCluster,
+) -> AsyncIterator[Callable[..., Any]]:
+    started: list[Exporter] = []
+
+    async def start(web_file: Path) -> Exporter:
+        cfg = config_mod.validate(
+            {"poll_interval": "30s", "poll_timeout": "5s", "postgres": [pg_primary.target("w")]},
+            {},
+        )
+        exporter = Exporter(cfg, web_config=load_web_config(web_file))
+        await exporter.start("127.0.0.1", 0)
+        started.append(exporter)
+        return exporter
+
+    yield start
+    for exporter in started:
+        await exporter.stop()
+
+
+async def fetch(
+    url: str, ctx: ssl.SSLContext | bool | None = None, auth: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Authorization": auth} if auth else {}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as session,
+        session.get(url, ssl=ctx if ctx is not None else True, headers=headers) as resp,
+    ):
+        return resp.status, dict(resp.headers), await resp.read()
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+async def test_tls_and_basic_auth_with_a_real_tls_client(
+    certs: Certs, web_exporter, tmp_path: Path
+) -> None:
+    web = write(
+        tmp_path / "web.yml",
+        # Relative paths are resolved against the web config's own directory.
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+        f"basic_auth_users:\n  prometheus: '{HASH}'\n"
+        "http_server_config:\n  headers:\n    X-Frame-Options: deny\n",
+    )
+    exp = await web_exporter(web)
+    assert exp.scheme == "https"
+    base = f"https://127.0.0.1:{exp.port}"
+    ctx = certs.client_context()
+
+    for path in ("/metrics", "/healthz", "/", "/probe?target=w", "/readyz"):
+        status, headers, body = await fetch(base + path, ctx, basic("prometheus", PASSWORD))
+        assert status in (200, 503), (path, status)  # /readyz may still be waiting
+        assert headers.get("X-Frame-Options") == "deny"
+    status, _, body = await fetch(base + "/metrics", ctx, basic("prometheus", PASSWORD))
+    assert status == 200 and b"sparki_up" in body
+
+    # Wrong password, unknown user, no credentials: 401 on every path, /healthz too.
+    for auth in (
+        basic("prometheus", "wrong"),
+        basic("nobody", PASSWORD),
+        None,
+    ):
+        for path in ("/metrics", "/healthz", "/probe?target=w", "/nope"):
+            status, headers, body = await fetch(base + path, ctx, auth)
+            assert status == 401, (path, auth)
+            assert headers["WWW-Authenticate"].startswith("Basic ")
+            assert b"sparki" not in body
+
+    # Malformed Authorization headers are 401 too, never 500.
+    for header in ("Basic", "Basic !!!", "Bearer x", "Basic " + "A" * 5000, "basic bm9jb2xvbg=="):
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(base + "/metrics", ssl=ctx, headers={"Authorization": header}) as resp,
+        ):
+            assert resp.status == 401, header
+
+    # Plain HTTP to the TLS port fails: no HTTP answer, and no metrics.
+    with pytest.raises(aiohttp.ClientError):
+        await fetch(f"http://127.0.0.1:{exp.port}/metrics")
+    # A client that does not trust the server's CA fails the handshake.
+    with pytest.raises(aiohttp.ClientError):
+        await fetch(base + "/healthz", ssl.create_default_context())
+
+
+async def test_client_certificates_are_required_when_configured(
+    certs: Certs, web_exporter, tmp_path: Path
+) -> None:
+    web = write(
+        tmp_path / "web.yml",
+        f"tls_server_config:\n  cert_file: {tmp_path}/server.crt\n"
+        f"  key_file: {tmp_path}/server.key\n"
+        "  client_auth_type: RequireAndVerifyClientCert\n"
+        "  client_ca_file: clients-ca.crt\n  min_version: TLS13\n",
+    )
+    exp = await web_exporter(web)
+    base = f"https://127.0.0.1:{exp.port}"
+    status, _, _ = await fetch(base + "/healthz", certs.client_context("client.pem"))
+    assert status == 200
+    for ctx in (certs.client_context(), certs.client_context("stranger.pem")):
+        with pytest.raises(aiohttp.ClientError):
+            await fetch(base + "/healthz", ctx)
+    old = certs.client_context("client.pem")
+    old.maximum_version = ssl.TLSVersion.TLSv1_2
+    with pytest.raises(aiohttp.ClientError):
+        await fetch(base + "/healthz", old)
+
+
+async def test_successful_checks_are_cached_and_failures_are_not() -> None:
+    auth = BasicAuth({"p": HASH})
+    calls = 0
+    real = auth._check
+
+    def counting(password: str, hashed: bytes | None) -> bool:
+        nonlocal calls
+        calls += 1
+        return real(password, hashed)
+
+    auth._check = counting  # type: ignore[method-assign]
+    good = basic("p", PASSWORD)
+    bad = basic("p", "nope")
+    assert await auth.check(good)
+    assert await auth.check(good)
+    assert calls == 1
+    assert not await auth.check(bad)
+    assert not await auth.check(bad)
+    assert calls == 3
+    # The cache holds no password: only HMAC digests.
+    assert all(PASSWORD.encode() not in key for key in auth._ok)
+    # A new hash for the same user never matches an old entry.
+    other = BasicAuth({"p": bcrypt.hashpw(b"else", bcrypt.gensalt(4)).decode()})
+    other._ok = auth._ok
+    assert not await other.check(good)
+    # Unknown users cost a bcrypt check too (no timing shortcut), and fail.
+    assert not await auth.check(basic("ghost", PASSWORD))
+    assert not await auth.check(basic("p", "x" * 100))  # > 72 bytes
+
+
+def test_parse_basic() -> None:
+    assert parse_basic(basic("u", "p:w")) == ("u", "p:w")
+    for header in (None, "", "Basic", "Basic ===", "Digest abc", "Basic dXNlcg=="):
+        assert parse_basic(header) is None
+
+
+@pytest.mark.parametrize(
+    "text,path,fragment",
+    [
+        ("tls_server_config:\n  cert_file: a.crt\n", "tls_server_config.key_file", "set both"),
+        (
+            "tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n",
+            "tls_server_config.cert_file",
+            "cannot read",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: ca.crt\n",
+            "tls_server_config.cert_file",
+            "cannot load",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            "  client_auth_type: RequireAndVerifyClientCert\n",
+            "tls_server_config.client_ca_file",
+            "needs client_ca_file",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            "  client_auth_type: Sometimes\n",
+            "tls_server_config.client_auth_type",
+            "NoClientCert",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            "  client_ca_file: ca.crt\n",
+            "tls_server_config.client_auth_type",
+            "not checked",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            "  min_version: TLS13\n  max_version: TLS12\n",
+            "tls_server_config.min_version",
+            "above max_version",
+        ),
+        (
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n"
+            "  cipher_suites: [TLS_AES_128_GCM_SHA256]\n",
+            "tls_server_config.cipher_suites",
+            "not supported",
+        ),
+        ("tls_server_config:\n  cert_fil: x\n", "tls_server_config.cert_fil", "unknown key"),
+        ("basic_auth_users:\n  alice: hunter2\n", "basic_auth_users.alice", "not a bcrypt"),
+        ("basic_auth_user:\n  alice: x\n", "basic_auth_user", "unknown key"),
+        (
+            "http_server_config:\n  headers:\n    Server: nginx\n",
+            "http_server_config.headers",
+            "cannot be set",
+        ),
+        ("tls_server_config: [\n", "", "line 2"),
+        ("- a\n- b\n", "", "must be a mapping"),
+    ],
+)
+def test_web_config_errors_name_their_dotted_path(
+    certs: Certs, tmp_path: Path, text: str, path: str, fragment: str
+) -> None:
+    web = write(tmp_path / "web.yml", text)
+    with pytest.raises(ConfigError) as err:
+        load_web_config(web)
+    problems = err.value.problems
+    assert any(p == path and fragment in m for p, m in problems), problems
+    assert "hunter2" not in str(err.value)
+
+
+def test_check_config_and_serve_exit_2_on_a_bad_web_config(tmp_path: Path) -> None:
+    cfg = write(tmp_path / "c.yml", "postgres:\n  - name: a\n    dsn: postgresql:///x\n")
+    web = write(tmp_path / "web.yml", "basic_auth_users:\n  alice: hunter2\n")
+    env = {"PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter", "check-config", str(cfg), "--web.config.file", str(web)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert "basic_auth_users.alice: not a bcrypt hash" in done.stderr
+    assert "hunter2" not in done.stderr
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--config",
+            str(cfg),
+            "--web.config.file",
+            str(web),
+            "--web.listen-address",
+            f"127.0.0.1:{free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 2
+    assert "basic_auth_users.alice" in done.stderr and "listening" not in done.stderr
+    good = write(tmp_path / "good.yml", f"basic_auth_users:\n  alice: '{HASH}'\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "check-config",
+            str(cfg),
+            "--web.config.file",
+            str(good),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "basic auth on" in done.stdout
