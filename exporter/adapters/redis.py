@@ -299,17 +299,40 @@ def _pairs(reply: Any) -> list[tuple[Any, Any]]:
 
 
 def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def parse_latency_histogram(reply: Any) -> dict[str, tuple[int, dict[int, int]]]:
     """Per command: (calls, {edge µs: cumulative count}) from LATENCY HISTOGRAM."""
     out: dict[str, tuple[int, dict[int, int]]] = {}
     for name, body in _pairs(reply):
+        command = _text(name).lower()
         fields = {_text(k): v for k, v in _pairs(body)}
-        edges = {int(k): int(v) for k, v in _pairs(fields.get("histogram_usec", []))}
-        out[_text(name).lower()] = (int(fields.get("calls", 0)), edges)
+        edges = {
+            _count(k, command, "histogram_usec edge"): _count(v, command, "histogram_usec count")
+            for k, v in _pairs(fields.get("histogram_usec", []))
+        }
+        out[command] = (_count(fields.get("calls", 0), command, "calls"), edges)
     return out
+
+
+def _count(value: Any, command: str, field: str) -> int:
+    """A non-negative integer from a reply, or a protocol error naming the field.
+
+    A server or proxy that answers LATENCY HISTOGRAM with something else must fail
+    the poll with a message an operator can act on, not a bare TypeError.
+    """
+    try:
+        number = int(value.decode(errors="replace") if isinstance(value, bytes) else value)
+    except (TypeError, ValueError, OverflowError):
+        number = -1
+    if number < 0 or isinstance(value, bool | float):
+        raise PollError(
+            Reason.PROTOCOL,
+            f"LATENCY HISTOGRAM: {field} of {command!r} is {str(value)[:40]!r}, "
+            "not a non-negative integer",
+        )
+    return number
 
 
 def fill_buckets(
