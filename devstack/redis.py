@@ -231,3 +231,32 @@ class RedisServer:
     def node_id(self) -> str:
         with self.client() as c:
             return str(c.execute_command("CLUSTER", "MYID"))
+
+
+# A pure-Lua busy loop. A loop that polls redis.call('TIME') would be wrong here: every
+# call inside a script is a command of its own in LATENCY HISTOGRAM, so thousands of 1 µs
+# TIME calls would swamp the one slow EVAL and pull the p95 down instead of up.
+_BUSY_SCRIPT = (
+    "local n = tonumber(ARGV[1]); local x = 0; for i = 1, n do x = x + i % 7 end; return x"
+)
+
+
+class SlowScript:
+    """Runs a server-side script that takes about ``seconds`` of Redis time per call.
+
+    The loop length is calibrated once against the server, so the demo and the tests
+    cause the same latency on fast and slow machines.
+    """
+
+    def __init__(self, client: redis.Redis, seconds: float = 0.025) -> None:
+        self.client = client
+        probe = 200_000
+        best = float("inf")
+        for _ in range(3):
+            started = time.perf_counter()
+            client.eval(_BUSY_SCRIPT, 0, probe)
+            best = min(best, time.perf_counter() - started)
+        self.iterations = max(1, int(probe * seconds / best))
+
+    def __call__(self) -> None:
+        self.client.eval(_BUSY_SCRIPT, 0, self.iterations)

@@ -567,3 +567,57 @@ def test_classify_reasons() -> None:
         == "auth"
     )
     assert classify(ValueError("boom")).reason == "other"
+
+
+async def test_query_texts_are_fetched_ahead_and_at_most_once_per_refresh(
+    pg_cluster: PgCluster, start_exporter
+) -> None:
+    """A churning top-N must not read the whole texts file on every poll."""
+    # One table each: a column alias alone would not make a distinct queryid.
+    for alias in "abcde":
+        pg_cluster.sql(f"CREATE TABLE stmt_{alias} AS SELECT 1 AS one", "app")
+    pg_cluster.sql("SELECT pg_stat_statements_reset()")
+    # Cumulative time ranks them a > b > c > d; with top_n 2, c and d are the next two.
+    for alias, seconds in (("a", 0.03), ("b", 0.02), ("c", 0.01), ("d", 0.005)):
+        run_many(pg_cluster, f"SELECT pg_sleep({seconds}) FROM stmt_{alias}", 3)
+
+    def queryid(alias: str) -> str:
+        rows = pg_cluster.sql(
+            f"SELECT queryid FROM pg_stat_statements WHERE query LIKE '%FROM stmt_{alias}'", "app"
+        )
+        assert len(rows) == 1, rows
+        return str(rows[0][0])
+
+    def text_fetches() -> int:
+        rows = pg_cluster.sql(
+            "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements "
+            "WHERE query LIKE 'SELECT DISTINCT ON (dbid, queryid)%'"
+        )
+        return int(rows[0][0])
+
+    target = pg_cluster.target("t", statements_top_n=2, query_text_refresh="1h")
+    exp = await start_exporter({**FAST, "postgres": [target]})
+    await exp.polls("postgres", "t", 2)
+
+    async def has_text(alias: str) -> bool:
+        return bool(await exp.samples("sparki_postgres_statement_info", queryid=queryid(alias)))
+
+    assert [await has_text(a) for a in "abcd"] == [True, True, False, False]
+    assert text_fetches() == 1
+
+    # c climbs into the top 2: its text was fetched ahead, so it shows at once.
+    run_many(pg_cluster, "SELECT pg_sleep(0.03) FROM stmt_c", 5)
+    await exp.polls("postgres", "t", 2)
+    assert await has_text("c")
+    assert text_fetches() == 1
+
+    # e is new and goes straight to the top: counted at once, its text waits for the
+    # refresh instead of costing another read of the texts file.
+    run_many(pg_cluster, "SELECT pg_sleep(0.001) FROM stmt_e", 1)
+    await exp.polls("postgres", "t", 2)
+    run_many(pg_cluster, "SELECT pg_sleep(0.04) FROM stmt_e", 5)
+    await exp.polls("postgres", "t", 2)
+    calls = await exp.value("sparki_postgres_statement_calls_total", queryid=queryid("e"))
+    assert calls == 5
+    assert not await has_text("e")
+    assert text_fetches() == 1

@@ -100,6 +100,12 @@ class PostgresConfig(TargetConfig):
         "otherwise pull latency percentiles down on a quiet server",
     )
     query_text_length: int = Field(120, ge=16, le=4096)
+    query_text_refresh: Duration = Field(
+        60.0,
+        description="at most one read of query texts per this period after the first: "
+        "pg_stat_statements(true) reads the whole texts file, so a churning top-N must "
+        "not make every poll pay for it",
+    )
     statement_buckets: tuple[float, ...] = STATEMENT_BUCKETS
 
     _check_buckets = field_validator("statement_buckets", mode="before")(_buckets)
@@ -274,6 +280,10 @@ class PostgresTarget:
         self.other: dict[str, list[float]] = {}
         self.texts: dict[tuple[int, int], str] = {}  # (dbid, queryid) -> cleaned text
         self.text_keys: dict[tuple[str, int], tuple[int, int]] = {}  # top-N -> texts key
+        # Statements ranked N+1 to 2N: their text is fetched ahead, with the top-N's, so
+        # one that climbs into the top N usually has its text already.
+        self.text_ahead: set[tuple[int, int]] = set()
+        self.last_text_fetch: float | None = None
         self.reported_problem: str | None = None
 
     # -- connection ---------------------------------------------------------------------
@@ -453,7 +463,9 @@ class PostgresTarget:
 
         # Top-N by cumulative time; their own series, the rest summed under "other".
         n = self.config.statements_top_n
-        top = set(sorted(totals, key=lambda k: (-totals[k], k))[:n]) if n else set()
+        ranked = sorted(totals, key=lambda k: (-totals[k], k))[: 2 * n] if n else []
+        top = set(ranked[:n])
+        ahead = set(ranked[n:])
         self.top = {k: v for k, v in self.top.items() if k in top}
         for k in top:
             self.top.setdefault(k, [0, 0.0])
@@ -461,6 +473,9 @@ class PostgresTarget:
             (datnames[dbid], queryid): (dbid, queryid)
             for _, dbid, queryid in current
             if (datnames[dbid], queryid) in top
+        }
+        self.text_ahead = {
+            (dbid, queryid) for _, dbid, queryid in current if (datnames[dbid], queryid) in ahead
         }
         for datname in set(datnames.values()):
             self.histograms.setdefault(datname, HistogramState(self.config.statement_buckets))
@@ -495,10 +510,26 @@ class PostgresTarget:
         self.texts = {k: v for k, v in self.texts.items() if k in live}
 
     async def _fetch_texts(self, conn: AsyncConnection[Any]) -> None:
-        """Fetch text only for newly seen top-N statements: reading it costs ~20x more."""
+        """Fetch text only for newly seen top statements: reading it costs ~20x more.
+
+        PostgreSQL reads the whole texts file for any ``pg_stat_statements(true)``
+        call, whatever the WHERE clause, so the cost is per fetch, not per statement.
+        Fetches are therefore batched: the statements just below the top N come along,
+        and after the first fetch at most one runs per ``query_text_refresh``. A
+        statement new to the top N may go without its ``statement_info`` until then;
+        its latency and counters are exported from the start.
+        """
         missing = set(self.text_keys.values()) - set(self.texts)
         if not missing:
             return
+        now = time.monotonic()
+        if (
+            self.last_text_fetch is not None
+            and now - self.last_text_fetch < self.config.query_text_refresh
+        ):
+            return
+        self.last_text_fetch = now
+        missing |= self.text_ahead - set(self.texts)
         queryids = sorted({q for _, q in missing})
         rows = await _all(
             conn,
