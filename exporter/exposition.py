@@ -9,8 +9,9 @@ snapshot changes.
 
 from __future__ import annotations
 
-import gzip
+import struct
 import time
+import zlib
 from collections.abc import Sequence
 
 from . import __version__
@@ -78,14 +79,61 @@ def exporter_families(runners: Sequence[TargetRunner], now: float) -> list[Metri
     return [up, duration, success, errors, reason, interval, build]
 
 
+# A gzip member header: deflate, no name, no mtime (a body must not differ by clock).
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+GZIP_LEVEL = 5
+
+
+def deflate_final(data: bytes) -> bytes:
+    """A raw deflate stream of ``data`` that ends with the final block."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH)
+
+
+def gzip_join(prefix: bytes, tail: bytes, tail_deflated: bytes) -> bytes:
+    """One gzip member of ``prefix + tail``, compressing only ``prefix``.
+
+    ``tail_deflated`` is ``deflate_final(tail)``, made once per snapshot. The prefix is
+    compressed and sync-flushed (byte-aligned, not final), so the tail's stream can
+    follow it: its back-references never reach before its own start. The result is a
+    single member, which every client decodes (browsers stop after the first member of
+    a multi-member gzip). Only the CRC still reads the tail, at memory speed.
+    """
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+    head = compressor.compress(prefix) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    crc = zlib.crc32(tail, zlib.crc32(prefix))
+    size = (len(prefix) + len(tail)) & 0xFFFFFFFF
+    return _GZIP_HEADER + head + tail_deflated + struct.pack("<II", crc, size)
+
+
+class _Body:
+    """The joined adapter families of one set of snapshots, plain and (lazily) deflated."""
+
+    __slots__ = ("_deflated", "blocks", "body")
+
+    def __init__(self, body: bytes, blocks: object) -> None:
+        self.body = body
+        # Keeping the blocks alive keeps their ids from being reused by newer snapshots,
+        # which would make a stale cache key match.
+        self.blocks = blocks
+        self._deflated: bytes | None = None
+
+    def deflated(self) -> bytes:
+        if self._deflated is None:
+            self._deflated = deflate_final(self.body)
+        return self._deflated
+
+
 class Exposition:
-    """Builds /metrics bodies; caches the adapter part until a snapshot changes."""
+    """Builds /metrics bodies; caches the adapter part until a snapshot changes.
+
+    The adapter part is also compressed once per snapshot, so a gzip scrape costs the
+    compression of the exporter's own few series, not of tens of thousands.
+    """
 
     def __init__(self, runners: Sequence[TargetRunner]) -> None:
         self.runners = list(runners)
-        # key -> (body, the blocks it was made of). Keeping the blocks alive keeps their
-        # ids from being reused by newer snapshots, which would make a stale key match.
-        self._cache: dict[tuple[object, ...], tuple[bytes, object]] = {}
+        self._cache: dict[tuple[object, ...], _Body] = {}
 
     def _adapter_blocks(
         self, now: float
@@ -101,20 +149,28 @@ class Exposition:
                 key.append(None)
         return tuple(key), blocks
 
-    def render(self, openmetrics: bool = False, now: float | None = None) -> bytes:
-        """The full exposition in the requested format."""
+    def _parts(self, openmetrics: bool, now: float | None) -> tuple[bytes, _Body]:
         now = time.monotonic() if now is None else now
         own = render_families(exporter_families(self.runners, now))
         key, blocks = self._adapter_blocks(now)
-        cached = self._cache.get((openmetrics, *key))
-        if cached is None:
-            body = merge_exposition(blocks, openmetrics, eof=openmetrics)
+        entry = self._cache.get((openmetrics, *key))
+        if entry is None:
+            entry = _Body(merge_exposition(blocks, openmetrics, eof=openmetrics), blocks)
             # Keep only the newest body per format: older ones can never be asked again.
             self._cache = {k: v for k, v in self._cache.items() if k[0] != openmetrics}
-            self._cache[(openmetrics, *key)] = (body, blocks)
-        else:
-            body = cached[0]
-        return merge_exposition([own], openmetrics, eof=False) + body
+            self._cache[(openmetrics, *key)] = entry
+        return merge_exposition([own], openmetrics, eof=False), entry
 
-    def render_gzip(self, openmetrics: bool = False) -> bytes:
-        return gzip.compress(self.render(openmetrics), compresslevel=5)
+    def render(
+        self, openmetrics: bool = False, now: float | None = None, prefix: bytes = b""
+    ) -> bytes:
+        """The full exposition in the requested format, after ``prefix``."""
+        own, entry = self._parts(openmetrics, now)
+        return prefix + own + entry.body
+
+    def render_gzip(
+        self, openmetrics: bool = False, now: float | None = None, prefix: bytes = b""
+    ) -> bytes:
+        """``render(...)`` as one gzip member, reusing the adapter part's compression."""
+        own, entry = self._parts(openmetrics, now)
+        return gzip_join(prefix + own, entry.body, entry.deflated())

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from . import __version__
-from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
+from .exposition import GZIP_LEVEL, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from .logs import kv
 from .metrics import GaugeMetricFamily, merge_exposition, render_families
 from .poller import TargetRunner
@@ -144,15 +144,25 @@ def landing_page(runners: Sequence[TargetRunner], telemetry_path: str) -> str:
     )
 
 
-def _encode(request: web.Request, render: Callable[[bool], bytes]) -> tuple[bytes, dict[str, str]]:
+def _encode(
+    request: web.Request,
+    render: Callable[[bool], bytes],
+    render_gzip: Callable[[bool], bytes] | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """The body in the format and encoding the request asks for.
+
+    ``render_gzip``, when given, produces the gzip body itself (from cached pieces);
+    otherwise the plain body is compressed here.
+    """
     openmetrics = wants_openmetrics(request.headers.get("Accept", ""))
     ctype = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-    body = render(openmetrics)
     headers = {"Content-Type": ctype, "Vary": "Accept-Encoding"}
     if accepts_gzip(request.headers.get("Accept-Encoding", "")):
-        body = gzip.compress(body, compresslevel=5)
         headers["Content-Encoding"] = "gzip"
-    return body, headers
+        if render_gzip is not None:
+            return render_gzip(openmetrics), headers
+        return gzip.compress(render(openmetrics), compresslevel=GZIP_LEVEL), headers
+    return render(openmetrics), headers
 
 
 def _bad_request(message: str) -> web.Response:
@@ -176,13 +186,16 @@ def make_app(
     prober = Prober()
 
     async def metrics(request: web.Request) -> web.Response:
-        def render(openmetrics: bool) -> bytes:
-            own = merge_exposition(
+        def own(openmetrics: bool) -> bytes:
+            return merge_exposition(
                 [render_families(state.reload_families())], openmetrics, eof=False
             )
-            return own + state.exposition.render(openmetrics)
 
-        body, response_headers = _encode(request, render)
+        body, response_headers = _encode(
+            request,
+            lambda om: state.exposition.render(om, prefix=own(om)),
+            lambda om: state.exposition.render_gzip(om, prefix=own(om)),
+        )
         return web.Response(body=body, headers=response_headers)
 
     async def probe(request: web.Request) -> web.Response:

@@ -8,12 +8,15 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import aiohttp
 import pytest
 from fixtures_core import free_port
 from fixtures_pg import PgCluster
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -59,6 +62,18 @@ async def test_endpoints_and_formats(pg_primary: PgCluster, start_exporter) -> N
         raw = await resp.read()
         assert resp.headers["Content-Encoding"] == "gzip"
     assert b"sparki_up" in gzip.decompress(raw)
+    # One gzip member, as browsers and curl need: a single decoder reads it to the end.
+    for accept, tail in (("text/plain", b"\n"), ("application/openmetrics-text", b"# EOF\n")):
+        async with exp.session.get(
+            exp.url + "/metrics",
+            headers={"Accept-Encoding": "gzip", "Accept": accept},
+            auto_decompress=False,
+        ) as resp:
+            raw = await resp.read()
+        decoder = zlib.decompressobj(wbits=31)
+        plain = decoder.decompress(raw)
+        assert decoder.eof and decoder.unused_data == b"", "more than one gzip member"
+        assert plain.endswith(tail) and b"sparki_postgres_max_connections{" in plain
 
     assert (await exp.get("/healthz"))[0] == 200
     assert (await exp.get("/readyz"))[0] == 200
@@ -240,3 +255,16 @@ async def test_gzip_negotiation_respects_q0(pg_primary: PgCluster, start_exporte
     ) as resp:
         assert "Content-Encoding" not in resp.headers
         assert isinstance(resp, aiohttp.ClientResponse)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.binary(max_size=30000))
+def test_gzip_join_is_one_member_of_prefix_and_tail(prefix: bytes, tail: bytes) -> None:
+    """The cached-tail gzip must decode, with any decoder, to exactly prefix + tail."""
+    from exporter.exposition import deflate_final, gzip_join
+
+    raw = gzip_join(prefix, tail, deflate_final(tail))
+    decoder = zlib.decompressobj(wbits=31)
+    assert decoder.decompress(raw) == prefix + tail
+    assert decoder.eof and decoder.unused_data == b""
+    assert gzip.decompress(raw) == prefix + tail
