@@ -197,7 +197,6 @@ def stack() -> Iterator[Stack]:
     base = Path(tempfile.mkdtemp(prefix="sparki-e2e-"))
     parts: list[Callable[[], None]] = []
     load = Load()
-    parts.append(load.close)
     try:
         # max_connections 43 with 3 reserved: 40 usable, so 39 is 97.5 % and 34 is 85 %.
         pg_settings = {"max_connections": "43"}
@@ -305,6 +304,7 @@ def stack() -> Iterator[Stack]:
             load,
         )
     finally:
+        load.close()  # before the servers go, so no loop sees them vanish
         for stop in reversed(parts):
             with contextlib.suppress(Exception):
                 stop()
