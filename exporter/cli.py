@@ -35,7 +35,7 @@ def _serve_parser() -> argparse.ArgumentParser:
         "--config.file",
         dest="config",
         metavar="FILE",
-        help="YAML config; without it, targets come from PG_*, REDIS_*, MINIO_* variables",
+        help="YAML config; without it, targets come from PG_*, REDIS_*, MINIO_*, S3_* variables",
     )
     p.add_argument(
         "--web.listen-address", dest="listen", default=DEFAULT_LISTEN, metavar="HOST:PORT"

@@ -346,7 +346,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> RootConfig:
                 (
                     "",
                     "no config file given and no target in the environment: pass --config FILE "
-                    "or set PG_HOST, REDIS_HOST or MINIO_ENDPOINT",
+                    "or set PG_HOST, REDIS_HOST, REDIS_CLUSTER_NODES, MINIO_ENDPOINT or S3_BUCKET",
                 )
             ]
         )

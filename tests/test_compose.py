@@ -101,6 +101,11 @@ def test_the_exporter_config_validates_with_the_compose_environment() -> None:
     assert "redis:6379" in str(redis_target.url)
     assert str(s3.endpoint_url).startswith("http://minio:9000")
     assert s3.bucket in service("minio-bucket")["entrypoint"][-1]
+    # MinIO serves its metrics without a token here, so the traffic panels have data.
+    assert (
+        s3.minio.enabled
+        and service("minio")["environment"]["MINIO_PROMETHEUS_AUTH_TYPE"] == "public"
+    )
     minio_env = service("minio")["environment"]
     assert env["S3_ACCESS_KEY"] == minio_env["MINIO_ROOT_USER"]
     assert env["S3_SECRET_KEY"] == minio_env["MINIO_ROOT_PASSWORD"]
