@@ -101,6 +101,7 @@ def test_the_exporter_config_validates_with_the_compose_environment() -> None:
     assert "redis:6379" in str(redis_target.url)
     assert str(s3.endpoint_url).startswith("http://minio:9000")
     assert s3.bucket in service("minio-bucket")["entrypoint"][-1]
+    assert not s3.inventory.enabled  # MinIO's usage metrics give the size instead
     # MinIO serves its metrics without a token here, so the traffic panels have data.
     assert (
         s3.minio.enabled

@@ -72,6 +72,17 @@ def test_demo_stack_incident_and_clean_stop() -> None:
         body = get(f"http://127.0.0.1:{port}/metrics")
         for adapter in ("postgres", "redis", "s3"):
             assert f'sparki_up{{adapter="{adapter}",target="{adapter}"}} 1' in body
+        # The canary and the cost figures show real values from the demo's own bucket.
+        assert re.search(
+            r'sparki_s3_probe_duration_seconds_count\{[^}]*operation="put"[^}]*\} [1-9]', body
+        )
+        deadline = time.monotonic() + 60
+        while not re.search(
+            r"sparki_s3_storage_cost_dollars_per_month\{[^}]*\} [0-9.e-]*[1-9]", body
+        ):
+            assert time.monotonic() < deadline, "no storage cost in the demo"
+            time.sleep(2)
+            body = get(f"http://127.0.0.1:{port}/metrics")
         rules = json.loads(get(f"{prom}/api/v1/rules"))["data"]["groups"]
         assert sum(len(g["rules"]) for g in rules) > 20  # the shipped rule files
         # The incident pages through the shipped routing and resolves when it ends.

@@ -579,11 +579,12 @@ async def test_query_texts_are_fetched_ahead_and_at_most_once_per_refresh(
     pg_cluster.sql("SELECT pg_stat_statements_reset()")
     # Cumulative time ranks them a > b > c > d; with top_n 2, c and d are the next two.
     for alias, seconds in (("a", 0.03), ("b", 0.02), ("c", 0.01), ("d", 0.005)):
-        run_many(pg_cluster, f"SELECT pg_sleep({seconds}) FROM stmt_{alias}", 3)
+        run_many(pg_cluster, f"SELECT pg_sleep({seconds}) FROM stmt_{alias}", 3)  # noqa: S608
 
     def queryid(alias: str) -> str:
         rows = pg_cluster.sql(
-            f"SELECT queryid FROM pg_stat_statements WHERE query LIKE '%FROM stmt_{alias}'", "app"
+            f"SELECT queryid FROM pg_stat_statements WHERE query LIKE '%FROM stmt_{alias}'",  # noqa: S608
+            "app",
         )
         assert len(rows) == 1, rows
         return str(rows[0][0])

@@ -600,6 +600,43 @@ async def test_cost_from_bucket_size_and_price_table(start_exporter, s3_server):
     )
 
 
+async def test_inventory_lists_the_bucket_for_size_objects_and_cost(start_exporter, s3_server):
+    """S3 services without CloudWatch or MinIO metrics still get size and cost."""
+    bucket = unique_bucket("inv")
+    s3_server.create_bucket(bucket)
+    client = s3_server.client("s3")
+    for i in range(1203):  # more than one LIST page
+        client.put_object(Bucket=bucket, Key=f"artifacts/{i}", Body=b"x" * 1000)
+    client.put_object(Bucket=bucket, Key="logs/old", Body=b"y" * 5000, StorageClass="STANDARD_IA")
+    client.put_object(Bucket=bucket, Key=".sparki-canary/stale", Body=b"z" * 7)
+    common = {"bucket": bucket, "canary": {"prefix": ".sparki-canary/"}}
+    target = s3_server.target(
+        "inv",
+        **common,
+        inventory={"enabled": True, "interval": "2s"},
+        prices={"StandardStorage": 0.023, "StandardIAStorage": 0.0125},
+    )
+    capped = s3_server.target("capped", **common, inventory={"enabled": True, "max_objects": 100})
+    exp = await start_exporter(conf(target, capped))
+    await until(exp, "sparki_s3_bucket_objects", 1204, target="inv", bucket=bucket)
+    labels = {"target": "inv", "bucket": bucket}
+    size = await exp.value("sparki_s3_bucket_size_bytes", storage_class="StandardStorage", **labels)
+    assert size == 1203 * 1000  # the canary's own objects are not the bucket's content
+    assert await exp.value(
+        "sparki_s3_storage_cost_dollars_per_month", storage_class="StandardIAStorage", **labels
+    ) == pytest.approx(5000 / GIB * 0.0125)
+
+    # Later listings follow the bucket.
+    client.delete_object(Bucket=bucket, Key="logs/old")
+    await until(exp, "sparki_s3_bucket_objects", 1203, target="inv", bucket=bucket)
+    assert await exp.value("sparki_capability", target="inv", capability="inventory") == 1
+
+    # Past max_objects a partial sum would be wrong: no size at all, and a log line.
+    await exp.polls("s3", "capped", 3)
+    assert await exp.value("sparki_s3_bucket_objects", target="capped") is None
+    assert await exp.value("sparki_s3_bucket_size_bytes", target="capped") is None
+
+
 def test_default_price_is_s3_standard_list_price():
     cfg = s3_adapter.S3Config(name="p", bucket="some-bucket")
     assert cfg.prices == {"StandardStorage": 0.023}

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import importlib
 import logging
 import math
@@ -51,6 +52,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -241,6 +243,38 @@ class CanaryConfig(Strict):
         return value
 
 
+class InventoryConfig(Strict):
+    """Bucket size and object count by listing the bucket.
+
+    For S3 services that have neither CloudWatch storage metrics nor MinIO's usage
+    metrics (Ceph RGW, Garage, SeaweedFS, a local test server), so the cost gauge still
+    has a size to work from. A listing is one LIST request per 1,000 objects, so it runs
+    in the background on its own slow schedule and never holds up a poll.
+    """
+
+    enabled: bool = False
+    interval: Duration = Field(3600.0, description="at most one listing per this")
+    max_objects: int = Field(
+        100_000,
+        ge=1,
+        le=10_000_000,
+        description="stop there and export no size: a partial sum would be wrong",
+    )
+
+
+# ListObjectsV2 StorageClass -> the CloudWatch StorageType that the price table uses.
+LISTING_STORAGE_TYPES = {
+    "STANDARD": "StandardStorage",
+    "STANDARD_IA": "StandardIAStorage",
+    "ONEZONE_IA": "OneZoneIAStorage",
+    "REDUCED_REDUNDANCY": "ReducedRedundancyStorage",
+    "INTELLIGENT_TIERING": "IntelligentTieringFAStorage",
+    "GLACIER": "GlacierStorage",
+    "GLACIER_IR": "GlacierInstantRetrievalStorage",
+    "DEEP_ARCHIVE": "DeepArchiveStorage",
+}
+
+
 def _cw_bucket(value: Any) -> Any:
     return {"name": value} if isinstance(value, str) else value
 
@@ -390,6 +424,7 @@ class S3Config(TargetConfig):
     canary: CanaryConfig = CanaryConfig()
     cloudwatch: CloudWatchConfig = CloudWatchConfig()
     minio: MinioConfig = MinioConfig()
+    inventory: InventoryConfig = InventoryConfig()
     prices: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES),
         description="dollars per GB-month (2^30 bytes) by CloudWatch StorageType",
@@ -688,6 +723,8 @@ class S3Target:
         self.transferred: dict[tuple[str, str], float] = {}
         self.sizes: dict[tuple[str, str], float] = {}
         self.objects: dict[str, float] = {}
+        self.inventory_task: asyncio.Task[tuple[dict[str, float], int] | None] | None = None
+        self.inventory_next = 0.0  # monotonic
 
         # CloudWatch
         self.cw_end: float | None = None
@@ -821,6 +858,10 @@ class S3Target:
                 "canary objects may be left behind; the lifecycle rule on the prefix removes them",
                 extra=kv(target=self.config.name, objects=len(self.pending)),
             )
+        if self.inventory_task is not None:
+            self.inventory_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.inventory_task
         await self.reset()
         for client in (self.s3, self.cloudwatch):
             if client is not None and hasattr(client, "close"):
@@ -844,6 +885,8 @@ class S3Target:
             parts.append(("cloudwatch", self._cloudwatch_part()))
         if self.config.minio.enabled:
             parts.append(("minio", self._minio_part()))
+        if self.config.inventory.enabled:
+            self._inventory_part()
         results: list[PollError | None] = list(await asyncio.gather(*(c for _, c in parts)))
         outcome = dict(zip((name for name, _ in parts), results, strict=True))
         if self.config.canary.enabled:
@@ -1421,6 +1464,65 @@ class S3Target:
             except UnicodeDecodeError:
                 raise SourceError(Reason.PROTOCOL, "MinIO metrics body is not UTF-8") from None
 
+    def _inventory_part(self) -> None:
+        """Apply a finished listing, and start the next one when it is due.
+
+        The listing runs as its own task, page by page on the executor, so a bucket of
+        100,000 objects costs no poll its deadline.
+        """
+        task = self.inventory_task
+        if task is not None and task.done():
+            self.inventory_task = None
+            if task.cancelled():
+                pass
+            elif (exc := task.exception()) is not None:
+                self._source_result("inventory", exc)
+            else:
+                result = task.result()
+                self._source_result("inventory", None)
+                if result is None:
+                    self._report(
+                        "inventory:truncated",
+                        "truncated",
+                        "bucket has more objects than inventory.max_objects; its size is not "
+                        "exported (raise the limit, or use CloudWatch or MinIO metrics)",
+                        max_objects=self.config.inventory.max_objects,
+                    )
+                else:
+                    self._report("inventory:truncated", None, "bucket listing complete again")
+                    sizes, count = result
+                    self.sizes = {(self.config.bucket, k): v for k, v in sizes.items()}
+                    self.objects = {self.config.bucket: float(count)}
+        now = time.monotonic()
+        if self.inventory_task is None and now >= self.inventory_next:
+            self.inventory_next = now + self.config.inventory.interval
+            self.inventory_task = asyncio.get_running_loop().create_task(self._list_bucket())
+
+    async def _list_bucket(self) -> tuple[dict[str, float], int] | None:
+        """Sizes by storage type and the object count; None past max_objects."""
+        cfg = self.config
+        sizes: dict[str, float] = {}
+        count = 0
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": cfg.bucket, "MaxKeys": 1000}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page: dict[str, Any] = await self._run(partial(self.s3.list_objects_v2, **kwargs))
+            for item in page.get("Contents", []):
+                key = str(item.get("Key", ""))
+                if cfg.canary.enabled and key.startswith(cfg.canary.prefix):
+                    continue  # the canary's own objects live for a second
+                storage = str(item.get("StorageClass") or "STANDARD")
+                name = LISTING_STORAGE_TYPES.get(storage, storage)
+                sizes[name] = sizes.get(name, 0.0) + float(item.get("Size", 0))
+                count += 1
+            if count > cfg.inventory.max_objects:
+                return None
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return sizes, count
+
     async def _minio_part(self) -> PollError | None:
         try:
             api_urls, usage_url = self._minio_urls()
@@ -1487,6 +1589,8 @@ class S3Target:
                 capabilities.append(("request_metrics", all(v for _, v in available)))
         if cfg.minio.enabled:
             capabilities.append(("minio_metrics", self.source_ok.get("minio", False)))
+        if cfg.inventory.enabled and "inventory" in self.source_ok:
+            capabilities.append(("inventory", self.source_ok["inventory"]))
         canary = cfg.canary.enabled
         return S3Snapshot(
             target=cfg.name,
@@ -1525,6 +1629,7 @@ class S3Target:
                 for source in [
                     *(["cloudwatch"] if cfg.cloudwatch_enabled else []),
                     *(["minio"] if cfg.minio.enabled else []),
+                    *(["inventory"] if cfg.inventory.enabled else []),
                 ]
                 for reason in [r.value for r in Reason]
             ),
