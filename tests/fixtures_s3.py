@@ -24,6 +24,7 @@ from devstack.s3 import ACCESS_KEY, REGION, SECRET_KEY, MotoServer, unique_bucke
 
 __all__ = ["ACCESS_KEY", "REGION", "SECRET_KEY", "MotoServer", "unique_bucket"]
 
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[MotoServer]:
     """A shared moto server with ``.bucket`` created. Do not stop it."""
