@@ -300,6 +300,19 @@ def validate(data: Any, env: Mapping[str, str] | None = None) -> RootConfig:
     return config
 
 
+def parse_yaml(text: str, path: str | os.PathLike[str]) -> Any:
+    """YAML to data, or a ConfigError naming the file, line and column of the problem."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError([("", f"{path}: {problem}{where}")]) from None
+    except RecursionError:
+        raise ConfigError([("", f"{path}: the YAML is nested too deeply")]) from None
+
+
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> RootConfig:
     """Read, expand and validate a YAML config file."""
     try:
@@ -310,15 +323,7 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
         raise ConfigError(
             [("", f"config file {path} is not UTF-8 text (byte {exc.start})")]
         ) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError([("", f"{path}: {problem}{where}")]) from None
-    except RecursionError:
-        raise ConfigError([("", f"{path}: the YAML is nested too deeply")]) from None
+    data = parse_yaml(text, path)
     return validate(data, env)
 
 

@@ -42,10 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .config import ConfigError, Strict, _problems_from
+from .config import ConfigError, Strict, _problems_from, parse_yaml
 
 ClientAuth = Literal[
     "NoClientCert",
@@ -297,13 +296,7 @@ def load_web_config(path: str | os.PathLike[str]) -> LoadedWebConfig:
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or "not UTF-8 text"
         raise ConfigError([("", f"cannot read web config file {path}: {why}")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError([("", f"{path}: {problem}{where}")]) from None
+    data = parse_yaml(text, path)
     return validate_web(data, Path(path).resolve().parent, str(path))
 
 
