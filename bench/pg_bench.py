@@ -60,6 +60,8 @@ import psycopg  # noqa: E402
 from fixtures_core import free_port  # noqa: E402
 from fixtures_pg import PgCluster  # noqa: E402
 
+from devstack.exporter import exporter_argv  # noqa: E402
+
 ANCHOR_BIN = "/usr/bin/prometheus-postgres-exporter"
 QUERY_FILE = ROOT / "bench" / "pg_bench_queries.yaml"
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -379,15 +381,7 @@ def start_sparki(
     log_path = tmp / f"{role}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config",
-                str(cfg),
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-            ],
+            exporter_argv(cfg, port),
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,

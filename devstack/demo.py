@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .exporter import exporter_argv
 from .postgres import PgCluster, free_port, make_primary
 from .promstack import Alertmanager, Prometheus, Webhook
 
@@ -152,15 +153,7 @@ def start_exporter(stack: Stack, env: dict[str, str], port: int) -> subprocess.P
     import os
 
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config",
-            str(ROOT / "deploy" / "sparki.yml"),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-        ],
+        exporter_argv(ROOT / "deploy" / "sparki.yml", port),
         env={**os.environ, **env},
     )
 

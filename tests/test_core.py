@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families
 
+from devstack.exporter import exporter_argv
 from exporter.metrics import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -142,17 +143,7 @@ def test_sigterm_stops_cleanly_and_closes_connections(
     )
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config",
-            str(cfg),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-            "--log.format",
-            "json",
-        ],
+        exporter_argv(cfg, port, "--log.format", "json"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

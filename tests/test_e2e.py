@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import re
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -30,6 +29,7 @@ from fixtures_pg import PgCluster, make_primary
 from fixtures_redis import RedisServer
 from fixtures_s3 import MotoServer
 
+from devstack.exporter import exporter_argv
 from devstack.promstack import Alertmanager, Prometheus, Webhook
 from devstack.redis import SlowScript
 
@@ -261,15 +261,7 @@ def stack() -> Iterator[Stack]:
         port = free_port()
         log = (base / "exporter.log").open("wb")
         exporter = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config",
-                str(cfg),
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-            ],
+            exporter_argv(cfg, port),
             stdout=log,
             stderr=log,
         )

@@ -23,6 +23,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from devstack.exporter import exporter_argv
 from exporter.tracing import from_environment, wanted
 
 
@@ -96,15 +97,7 @@ def start_exporter_process(
     cfg.write_text(config)
     port = free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config",
-            str(cfg),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-        ],
+        exporter_argv(cfg, port),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
