@@ -7,7 +7,9 @@ pattern). The core renders those families to bytes once, when a snapshot is made
 this hardware); rendering here is a tight loop run once per poll instead.
 
 Bodies are shared between the Prometheus text format and OpenMetrics: for the metric
-types we emit (gauge, counter, histogram) the two differ only in the header lines.
+types we emit (gauge, counter, histogram) the two differ only in the header lines (the
+counter's family name, the UNIT line, and HELP escaping: OpenMetrics escapes ``"``, the
+text format must not).
 """
 
 from __future__ import annotations
@@ -62,7 +64,16 @@ def _escape_label(value: str) -> str:
 
 
 def _escape_help(value: str) -> str:
+    """HELP text for the Prometheus text format: only backslash and newline are escaped.
+
+    Prometheus' parser refuses any other escape sequence there, so ``"`` stays as is.
+    """
     return value.replace("\\", r"\\").replace("\n", r"\n")
+
+
+def _escape_help_om(value: str) -> str:
+    """HELP text for OpenMetrics, whose escaped-string also escapes ``"``."""
+    return _escape_help(value).replace('"', r"\"")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +91,8 @@ def render_family(family: Metric) -> RenderedFamily:
     help_text = _escape_help(family.documentation)
     text_name = family.name + "_total" if family.type == "counter" else family.name
     text_header = f"# HELP {text_name} {help_text}\n# TYPE {text_name} {family.type}\n"
-    om_header = f"# HELP {family.name} {help_text}\n# TYPE {family.name} {family.type}\n"
+    om_help = _escape_help_om(family.documentation)
+    om_header = f"# HELP {family.name} {om_help}\n# TYPE {family.name} {family.type}\n"
     if family.unit:
         om_header += f"# UNIT {family.name} {family.unit}\n"
     # Run once per poll over every sample (tens of thousands): kept to plain loops and
