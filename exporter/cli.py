@@ -17,7 +17,7 @@ from functools import partial
 
 from . import __version__
 from .config import ConfigError, RootConfig, from_environment, load
-from .logs import setup
+from .logs import LEVELS, setup
 
 log = logging.getLogger("sparki")
 EXIT_CONFIG = 2
@@ -38,7 +38,11 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="YAML config; without it, targets come from PG_*, REDIS_*, MINIO_*, S3_* variables",
     )
     p.add_argument(
-        "--web.listen-address", dest="listen", default=DEFAULT_LISTEN, metavar="HOST:PORT"
+        "--web.listen-address",
+        dest="listen",
+        action="append",
+        metavar="HOST:PORT",
+        help=f"repeat to listen on several addresses (default {DEFAULT_LISTEN})",
     )
     p.add_argument("--web.telemetry-path", dest="telemetry_path", default="/metrics")
     p.add_argument(
@@ -53,7 +57,12 @@ def _serve_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="enable POST /-/reload (SIGHUP always reloads)",
     )
-    p.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log.level",
+        dest="log_level",
+        choices=LEVELS,
+        help="warn and warning are the same level (Prometheus tools spell it warn)",
+    )
     p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
     p.add_argument("--version", action="version", version=f"sparki-exporter {__version__}")
     return p
@@ -96,7 +105,9 @@ def check_config(argv: Sequence[str]) -> int:
     return 0
 
 
-async def _serve(args: argparse.Namespace, config: RootConfig, host: str | None, port: int) -> int:
+async def _serve(
+    args: argparse.Namespace, config: RootConfig, addresses: list[tuple[str | None, int]]
+) -> int:
     from .service import Exporter
     from .tracing import from_environment as tracing_from_environment
     from .webconfig import LoadedWebConfig, load_web_config
@@ -132,12 +143,9 @@ async def _serve(args: argparse.Namespace, config: RootConfig, host: str | None,
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:
-        await exporter.start(host, port)
+        await exporter.start(*addresses[0], more=addresses[1:])
     except OSError as exc:
-        log.error(
-            "cannot listen",
-            extra={"kv": {"address": f"{host or ''}:{port}", "error": exc.strerror}},
-        )
+        log.error("cannot listen", extra={"kv": {"error": exc.strerror or str(exc)}})
         await exporter.stop()
         return 1
     await stop.wait()
@@ -161,12 +169,12 @@ def serve(argv: Sequence[str]) -> int:
     from .service import parse_listen_address
 
     try:
-        host, port = parse_listen_address(args.listen)
+        addresses = [parse_listen_address(a) for a in args.listen or [DEFAULT_LISTEN]]
     except ValueError as exc:
         log.error(str(exc))
         return EXIT_CONFIG
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_serve(args, config, host, port))
+        return asyncio.run(_serve(args, config, addresses))
     return 0
 
 

@@ -132,7 +132,7 @@ class TargetConfig(Strict):
 
 
 class LogConfig(Strict):
-    level: str = Field("info", pattern=r"^(debug|info|warning|error)$")
+    level: str = Field("info", pattern=r"^(debug|info|warn|warning|error)$")
     format: str = Field("logfmt", pattern=r"^(logfmt|json)$")
 
 

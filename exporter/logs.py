@@ -62,8 +62,16 @@ class _Formatter(logging.Formatter):
         return redact(line)
 
 
+LEVELS = ("debug", "info", "warn", "warning", "error")
+
+
 def setup(level: str = "info", fmt: str = "logfmt") -> None:
-    """Configure the root logger: one line per event on stderr."""
+    """Configure the root logger: one line per event on stderr.
+
+    ``warn`` is the Prometheus tools' spelling (``--log.level=warn``), ``warning``
+    Python's; both mean the same level.
+    """
+    level = "warning" if level == "warn" else level
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_Formatter(fmt == "json"))
     root = logging.getLogger()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -101,22 +101,44 @@ class Exporter:
         tls = self.web_config is not None and self.web_config.ssl_context is not None
         return "https" if tls else "http"
 
-    async def start(self, host: str | None, port: int) -> None:
+    async def start(
+        self,
+        host: str | None,
+        port: int,
+        *,
+        more: Sequence[tuple[str | None, int]] = (),
+    ) -> None:
+        """Listen on ``host:port`` and on every address of ``more``, then start polling.
+
+        Several addresses (``--web.listen-address`` repeated, as exporter-toolkit allows)
+        share one application: the same targets, the same caches. ``self.port`` is the
+        first address's port (the one picked by the system when it is 0). An address that
+        cannot be bound raises OSError naming it, before any target is polled.
+        """
         self._runner = web.AppRunner(
             self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
         )
         await self._runner.setup()
         ssl_context = self.web_config.ssl_context if self.web_config is not None else None
-        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        bound: list[str] = []
+        for i, (h, p) in enumerate([(host, port), *more]):
+            site = web.TCPSite(self._runner, h, p, ssl_context=ssl_context)
+            shown = f"[{h}]" if h and ":" in h else (h or "*")
+            try:
+                await site.start()
+            except OSError as exc:
+                raise OSError(exc.errno, f"{shown}:{p}: {exc.strerror or exc}") from exc
+            sockets = getattr(site._server, "sockets", None) or []
+            actual = sockets[0].getsockname()[1] if sockets else p
+            if i == 0:
+                self.port = actual
+            bound.append(f"{shown}:{actual}")
         for runner in self.runners:
             runner.start()
         log.info(
             "listening",
             extra=kv(
-                address=f"{host or '*'}:{self.port}",
+                address=",".join(bound),
                 targets=len(self.runners),
                 tls=ssl_context is not None,
                 basic_auth=bool(self.web_config and self.web_config.auth_enabled),
