@@ -115,6 +115,14 @@ def main(argv: Sequence[str]) -> int:
     )
     args = parser.parse_args(list(argv))
     root: Path = args.root or default_root()
+    if not (root / THRESHOLDS_FILE).is_file():
+        # From an installed wheel there is no checkout to fall back on: say what to pass.
+        print(
+            f"no {THRESHOLDS_FILE} under {root}: run from a checkout, or pass --root DIR "
+            f"with DIR/{THRESHOLDS_FILE} (the files are written under DIR)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         files = render_all(root)
     except ThresholdsError as exc:
