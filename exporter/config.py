@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
 
@@ -187,21 +187,26 @@ class RootConfig(GlobalConfig):
         return [secret for _, t in self.targets() for secret in t.secrets()]
 
 
-_ROOT: type[RootConfig] | None = None
+_ROOTS: dict[frozenset[str] | None, type[RootConfig]] = {}
 
 
-def root_model() -> type[RootConfig]:
-    """The root model with one optional list section per discovered adapter."""
-    global _ROOT
-    if _ROOT is None:
-        from .adapters import discover
+def root_model(sections: Iterable[str] | None = None) -> type[RootConfig]:
+    """The root model with one optional list section per adapter.
 
+    ``sections`` limits the model to those adapters (the ones a config names), so that
+    only their modules are imported; None means every adapter shipped.
+    """
+    key = None if sections is None else frozenset(sections)
+    if key not in _ROOTS:
+        from . import adapters
+
+        chosen = adapters.discover() if key is None else adapters.specs(key)
         fields: dict[str, Any] = {
             spec.name: (list[spec.config], Field(default_factory=list))  # type: ignore[name-defined]
-            for spec in discover()
+            for spec in chosen
         }
-        _ROOT = create_model("Config", __base__=RootConfig, **fields)
-    return _ROOT
+        _ROOTS[key] = create_model("Config", __base__=RootConfig, **fields)
+    return _ROOTS[key]
 
 
 def expand_env(
@@ -291,7 +296,9 @@ def validate(data: Any, env: Mapping[str, str] | None = None) -> RootConfig:
     _check_shape(data)
     expanded, problems = expand_env(data, os.environ if env is None else env)
     try:
-        config = root_model().model_validate(expanded)
+        from .adapters import names
+
+        config = root_model(k for k in expanded if k in names()).model_validate(expanded)
     except ValidationError as exc:
         problems += _problems_from(exc)
         raise ConfigError(problems) from None

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .adapters import by_name
+from .adapters import load as load_adapter
 from .config import ConfigError, RootConfig, TargetConfig
 from .logs import kv, register_secrets, setup
 from .poller import PollObserver, TargetRunner
@@ -91,7 +91,7 @@ class Exporter:
         self.port: int | None = None
 
     def _new_runner(self, section: str, target: TargetConfig, config: RootConfig) -> TargetRunner:
-        spec = by_name()[section]
+        spec = load_adapter(section)
         runner = TargetRunner(spec, target, config, self.observer)
         self._keys[runner] = runner_key(spec.name, target, config)
         return runner

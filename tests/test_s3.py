@@ -296,6 +296,38 @@ async def test_hung_endpoint_costs_one_deadline(start_exporter, s3_server, hung_
     assert len(exp.runner("s3", "hung").target.pending) <= 100
 
 
+async def test_targets_share_one_bounded_thread_pool(start_exporter, s3_server, hung_server):
+    """20 targets used to run 41 threads; now at most the shared pool's 16, and two hung
+    endpoints (each holding its max_workers threads until its read timeout) do not stop
+    the healthy targets."""
+    import threading
+
+    healthy = [s3_server.target(f"s3-{i}", canary={"prefix": prefix()}) for i in range(20)]
+    hung = [
+        s3_server.target(
+            f"hung-{i}",
+            endpoint_url=f"http://127.0.0.1:{hung_server.port}",
+            canary={"prefix": prefix()},
+        )
+        for i in range(2)
+    ]
+    exp = await start_exporter(conf(*healthy, *hung, interval="2s", timeout="1.5s"))
+    peak = 0
+
+    async def all_polled_twice() -> bool:
+        nonlocal peak
+        threads = [t for t in threading.enumerate() if t.name.startswith("sparki-s3")]
+        peak = max(peak, len(threads))
+        return all(exp.runner("s3", t["name"]).state.polls >= 2 for t in healthy)
+
+    await exp.wait_for(all_polled_twice, timeout=60, interval=0.05)
+    assert 0 < peak <= s3_adapter.SHARED_THREADS.size, peak
+    for t in healthy:
+        assert await exp.value("sparki_up", adapter="s3", target=t["name"]) == 1
+    for t in hung:
+        assert exp.runner("s3", t["name"]).state.last_reason.value == "timeout"
+
+
 # --- CloudWatch ----------------------------------------------------------------------------
 
 

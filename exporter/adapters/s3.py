@@ -16,8 +16,10 @@ Three independent parts, each switchable per target:
 * **MinIO metrics**: MinIO's own Prometheus endpoint (bucket level, bearer token),
   mapped onto the same ``sparki_s3_*`` names.
 
-boto3 is synchronous: its clients are made once per target and called on a small
-per-target thread pool, with connect/read timeouts below the poll timeout and no
+boto3 is synchronous: its clients are made once per target and called on one thread
+pool shared by every S3 target (at most ``max_workers`` calls of one target at a time,
+so a hung endpoint cannot take every thread), with connect/read timeouts below the poll
+timeout and no
 retries for the canary, so the event loop never blocks and a hung endpoint costs one
 deadline. Results of a call that finishes after its poll was abandoned are still
 recorded (a PUT that landed late still gets deleted).
@@ -98,6 +100,48 @@ def _botocore_session() -> Any:
     session.register_component("data_loader", loader)
     return session
 
+
+class _SharedThreads:
+    """One bounded thread pool for every S3 target's boto3 calls.
+
+    A pool per target cost two to three threads each (20 targets ran 41 threads). The
+    shared pool starts threads only as calls need them, up to ``size``; each target
+    still runs at most its ``max_workers`` calls at once (see ``S3Target._submit``), so
+    a hung endpoint holds at most that many threads, each until its read timeout. The
+    pool is shut down when the last target closes and made again by the next one.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._users = 0
+
+    def attach(self) -> None:
+        with self._lock:
+            self._users += 1
+
+    def detach(self) -> None:
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            pool = self._pool if self._users == 0 else None
+            if pool is not None:
+                self._pool = None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=self.size, thread_name_prefix="sparki-s3"
+                )
+            return self._pool
+
+
+# 16 threads: S3 calls take milliseconds, so a few threads serve dozens of targets; the
+# rest is headroom for endpoints that hang until their read timeout.
+SHARED_THREADS = _SharedThreads(16)
 
 log = logging.getLogger("sparki.s3")
 # botocore's debug logging prints request headers (the access key id is in them).
@@ -420,7 +464,9 @@ class S3Config(TargetConfig):
     ca_file: str | None = None
     connect_timeout: Duration | None = Field(None, description="default: 30% of poll_timeout")
     read_timeout: Duration | None = Field(None, description="default: 50% of poll_timeout")
-    max_workers: int = Field(3, ge=2, le=16, description="threads for boto3 calls")
+    max_workers: int = Field(
+        3, ge=2, le=16, description="boto3 calls at once (threads of the shared S3 pool)"
+    )
     canary: CanaryConfig = CanaryConfig()
     cloudwatch: CloudWatchConfig = CloudWatchConfig()
     minio: MinioConfig = MinioConfig()
@@ -698,9 +744,9 @@ class S3Target:
         self.read_timeout = min(
             config.read_timeout or max(0.3, min(10.0, 0.5 * self.timeout)), 0.9 * self.timeout
         )
-        self.executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=config.max_workers, thread_name_prefix=f"sparki-s3-{config.name}"
-        )
+        SHARED_THREADS.attach()
+        self._slots = asyncio.Semaphore(config.max_workers)
+        self._inflight: set[concurrent.futures.Future[Any]] = set()
         self.clock: Callable[[], float] = time.time  # wall clock for CloudWatch windows
         self.s3: Any = None
         self.cloudwatch: Any = None
@@ -767,9 +813,31 @@ class S3Target:
             return
         log.warning(message, extra=kv(target=self.config.name, problem=problem, **fields))
 
-    async def _run(self, fn: Callable[[], Any]) -> Any:
+    async def _submit(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
+        """Start ``fn`` on the shared pool once this target has a free slot.
+
+        The slot is given back when the call really ends (in its thread), not when a
+        waiter gives up on it: an abandoned call still holds a thread until it returns.
+        """
+        await self._slots.acquire()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, fn)
+        try:
+            call = SHARED_THREADS.pool().submit(fn)
+        except BaseException:
+            self._slots.release()
+            raise
+        self._inflight.add(call)
+
+        def done(_: concurrent.futures.Future[Any]) -> None:
+            self._inflight.discard(call)
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(self._slots.release)
+
+        call.add_done_callback(done)
+        return asyncio.wrap_future(call, loop=loop)
+
+    async def _run(self, fn: Callable[[], Any]) -> Any:
+        return await (await self._submit(fn))
 
     # -- clients --------------------------------------------------------------------------
 
@@ -869,7 +937,9 @@ class S3Target:
                     client.close()
                 except Exception:  # noqa: S110 (closing is best effort)
                     pass
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        for call in list(self._inflight):
+            call.cancel()  # only calls still queued; running ones end by their timeouts
+        SHARED_THREADS.detach()
 
     # -- poll -----------------------------------------------------------------------------
 
@@ -912,8 +982,7 @@ class S3Target:
             fn()
             return time.perf_counter() - start
 
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, timed)
+        future = await self._submit(timed)
 
         def record(fut: asyncio.Future[float]) -> None:
             if fut.cancelled():
@@ -1051,7 +1120,7 @@ class S3Target:
             def delete(key: str = key) -> None:
                 s3.delete_object(Bucket=bucket, Key=key)
 
-            future = asyncio.get_running_loop().run_in_executor(self.executor, delete)
+            future = await self._submit(delete)
             future.add_done_callback(_retrieve)  # also when nobody waits any more
             try:
                 await asyncio.shield(future)
