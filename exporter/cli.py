@@ -18,6 +18,8 @@ from functools import partial
 from . import __version__
 from .config import ConfigError, RootConfig, from_environment, load
 from .logs import LEVELS, setup
+from .shard import Shard
+from .shard import parse as parse_shard
 
 log = logging.getLogger("sparki")
 EXIT_CONFIG = 2
@@ -64,6 +66,20 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="warn and warning are the same level (Prometheus tools spell it warn)",
     )
     p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
+    p.add_argument(
+        "--shard.count",
+        dest="shard_count",
+        type=int,
+        metavar="N",
+        help="split the configured targets between N replicas (see docs/operations.md)",
+    )
+    p.add_argument(
+        "--shard.index",
+        dest="shard_index",
+        metavar="I|auto",
+        help="this replica's shard, 0..N-1; auto: the StatefulSet ordinal of the host name "
+        "modulo N",
+    )
     p.add_argument("--version", action="version", version=f"sparki-exporter {__version__}")
     return p
 
@@ -106,7 +122,10 @@ def check_config(argv: Sequence[str]) -> int:
 
 
 async def _serve(
-    args: argparse.Namespace, config: RootConfig, addresses: list[tuple[str | None, int]]
+    args: argparse.Namespace,
+    config: RootConfig,
+    addresses: list[tuple[str | None, int]],
+    shard: Shard | None,
 ) -> int:
     from .service import Exporter
     from .tracing import from_environment as tracing_from_environment
@@ -128,6 +147,7 @@ async def _serve(
         enable_lifecycle=args.enable_lifecycle,
         observer=tracing_from_environment(),
         log_flags=(args.log_level, args.log_format),
+        shard=shard,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -170,11 +190,12 @@ def serve(argv: Sequence[str]) -> int:
 
     try:
         addresses = [parse_listen_address(a) for a in args.listen or [DEFAULT_LISTEN]]
+        shard = parse_shard(args.shard_index, args.shard_count)
     except ValueError as exc:
         log.error(str(exc))
         return EXIT_CONFIG
     with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(_serve(args, config, addresses))
+        return asyncio.run(_serve(args, config, addresses, shard))
     return 0
 
 

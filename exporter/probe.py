@@ -48,16 +48,25 @@ class ProbeRequestError(ValueError):
     """A /probe request that is refused with 400; the message says why."""
 
 
+class NotThisShard(ProbeRequestError):
+    """A configured target that another shard polls: refused with 421, naming the shard."""
+
+
 def _shown(value: str) -> str:
     return repr(value if len(value) <= 64 else value[:61] + "...")
 
 
 def select(
-    query: Mapping[str, Any], keys: Sequence[str], runners: Sequence[TargetRunner]
+    query: Mapping[str, Any],
+    keys: Sequence[str],
+    runners: Sequence[TargetRunner],
+    elsewhere: Mapping[str, Sequence[tuple[str, int]]] | None = None,
 ) -> TargetRunner:
     """The runner a /probe query names; ProbeRequestError for anything else.
 
-    ``keys`` is every parameter name in the request, repeats included.
+    ``keys`` is every parameter name in the request, repeats included. ``elsewhere``
+    (sharded) names the configured targets other shards poll: asking for one raises
+    NotThisShard, which says which shard to ask instead.
     """
     for key in keys:
         if key not in PARAMETERS:
@@ -81,6 +90,15 @@ def select(
         for r in runners
         if r.state.name == name and (adapter is None or r.state.adapter == adapter)
     ]
+    if not matches and elsewhere:
+        owners = sorted(
+            {shard for a, shard in elsewhere.get(name, ()) if adapter is None or a == adapter}
+        )
+        if owners:
+            raise NotThisShard(
+                f"target {_shown(name)} is polled by shard {', '.join(map(str, owners))}, "
+                "not by this one: probe it there"
+            )
     if not matches:
         known = sorted({f"{r.state.adapter}/{r.state.name}" for r in runners})
         listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")

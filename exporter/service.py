@@ -22,6 +22,7 @@ from .adapters import load as load_adapter
 from .config import ConfigError, RootConfig, TargetConfig
 from .logs import kv, register_secrets, setup
 from .poller import PollObserver, TargetRunner
+from .shard import Shard, owner
 from .web import WebState, make_app
 from .webconfig import BasicAuth, LoadedWebConfig
 
@@ -64,18 +65,22 @@ class Exporter:
         enable_lifecycle: bool = False,
         observer: PollObserver | None = None,
         log_flags: tuple[str | None, str | None] = (None, None),
+        shard: Shard | None = None,
     ) -> None:
         self.config = config
+        self.shard = shard
         self.observer = observer
         self.loader = loader
         self.log_flags = log_flags
         self.web_config = web_config
         register_secrets(config.secrets())
         self._keys: dict[TargetRunner, RunnerKey] = {}
-        self.runners = [
-            self._new_runner(section, target, config) for section, target in config.targets()
-        ]
+        mine, elsewhere = self._split(config)
+        self.runners = [self._new_runner(section, target, config) for section, target in mine]
         self.web = WebState(self.runners)
+        self.web.elsewhere = elsewhere
+        if shard is not None:
+            self.web.extra_families = shard.families()
         auth = None
         if web_config is not None and web_config.auth_enabled:
             auth = BasicAuth(web_config.config.basic_auth_users)
@@ -89,6 +94,20 @@ class Exporter:
         self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
         self.port: int | None = None
+
+    def _split(
+        self, config: RootConfig
+    ) -> tuple[list[tuple[str, TargetConfig]], dict[str, list[tuple[str, int]]]]:
+        """This shard's targets, and the others' (name -> [(adapter, owning shard)])."""
+        mine: list[tuple[str, TargetConfig]] = []
+        elsewhere: dict[str, list[tuple[str, int]]] = {}
+        for section, target in config.targets():
+            if self.shard is None or self.shard.owns(section, target.name):
+                mine.append((section, target))
+            else:
+                where = owner(section, target.name, self.shard.count)
+                elsewhere.setdefault(target.name, []).append((section, where))
+        return mine, elsewhere
 
     def _new_runner(self, section: str, target: TargetConfig, config: RootConfig) -> TargetRunner:
         spec = load_adapter(section)
@@ -140,6 +159,11 @@ class Exporter:
             extra=kv(
                 address=",".join(bound),
                 targets=len(self.runners),
+                **(
+                    {"shard": f"{self.shard.index}/{self.shard.count}"}
+                    if self.shard is not None
+                    else {}
+                ),
                 tls=ssl_context is not None,
                 basic_auth=bool(self.web_config and self.web_config.auth_enabled),
             ),
@@ -176,7 +200,8 @@ class Exporter:
         spare = list(self.runners)
         runners: list[TargetRunner] = []
         added: list[TargetRunner] = []
-        for section, target in config.targets():
+        mine, elsewhere = self._split(config)
+        for section, target in mine:
             key = runner_key(section, target, config)
             match = next((r for r in spare if self._keys[r] == key), None)
             if match is not None:
@@ -189,6 +214,7 @@ class Exporter:
         self.config = config
         self.runners = runners
         self.web.set_runners(runners)
+        self.web.elsewhere = elsewhere
         if self._runner is not None:  # started: the new runners poll from now on
             for runner in added:
                 runner.start()

@@ -21,9 +21,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from . import __version__
 from .exposition import GZIP_LEVEL, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
 from .logs import kv
-from .metrics import GaugeMetricFamily, merge_exposition, render_families
+from .metrics import GaugeMetricFamily, Metric, merge_exposition, render_families
 from .poller import TargetRunner
-from .probe import Prober, ProbeRequestError
+from .probe import NotThisShard, Prober, ProbeRequestError
 from .probe import deadline as probe_deadline
 from .probe import render as render_probe
 from .probe import select as select_target
@@ -56,6 +56,10 @@ class WebState:
         self.exposition = Exposition(self.runners)
         self.reload_success: bool = True
         self.reload_success_time: float = time.time()
+        # Sharded: targets of the configuration that other shards poll (name ->
+        # [(adapter, shard)]), so /probe can say where to go; and this shard's info.
+        self.elsewhere: dict[str, list[tuple[str, int]]] = {}
+        self.extra_families: list[Metric] = []
 
     def set_runners(self, runners: Sequence[TargetRunner]) -> None:
         self.runners = list(runners)
@@ -188,7 +192,9 @@ def make_app(
     async def metrics(request: web.Request) -> web.Response:
         def own(openmetrics: bool) -> bytes:
             return merge_exposition(
-                [render_families(state.reload_families())], openmetrics, eof=False
+                [render_families([*state.reload_families(), *state.extra_families])],
+                openmetrics,
+                eof=False,
             )
 
         body, response_headers = _encode(
@@ -201,10 +207,13 @@ def make_app(
     async def probe(request: web.Request) -> web.Response:
         try:
             keys = [key for key, _ in request.query.items()]
-            runner = select_target(request.query, keys, state.runners)
+            runner = select_target(request.query, keys, state.runners, state.elsewhere)
             timeout = probe_deadline(
                 request.headers.get("X-Prometheus-Scrape-Timeout-Seconds"), runner.state.timeout
             )
+        except NotThisShard as exc:
+            # 421 Misdirected Request: configured, but another shard polls it.
+            return web.Response(status=421, text=f"{exc}\n")
         except ProbeRequestError as exc:
             return _bad_request(str(exc))
         except (UnicodeError, ValueError):

@@ -189,7 +189,7 @@ def test_deployment_args_are_flags_the_exporter_accepts() -> None:
     assert args.config and args.config.startswith("/")
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
     assert any(args.config.startswith(path.rstrip("/") + "/") for path in mounts)
-    assert int(args.listen.rpartition(":")[2]) == default_port()
+    assert int(args.listen[0].rpartition(":")[2]) == default_port()
     assert not c.get("command"), "the image's ENTRYPOINT runs the exporter"
 
 
