@@ -329,3 +329,47 @@ def test_healthcheck_subcommand(pg_primary: PgCluster, tmp_path: Path, secure: b
         proc.communicate(timeout=15)
     done = healthcheck(port)  # nothing listens any more
     assert done.returncode == 1 and "unhealthy" in done.stderr
+
+
+# --- the fleet (deploy/kubernetes/fleet) ------------------------------------------------------
+
+
+def test_fleet_pods_get_the_shard_their_labels_claim() -> None:
+    """The StatefulSet's flags, its replica count and the ServiceMonitor's relabelling
+    agree with the exporter's own reading of the pod name (--shard.index=auto)."""
+    from exporter.shard import parse as parse_shard
+
+    fleet = K8S / "fleet"
+    kustomization = yaml.safe_load((fleet / "kustomization.yaml").read_text())
+    assert set(kustomization["resources"]) == {
+        p.name for p in fleet.glob("*.yaml") if p.name != "kustomization.yaml"
+    }
+    docs = {
+        d["kind"]: d for p in fleet.glob("*.yaml") for d in yaml.safe_load_all(p.read_text()) if d
+    }
+    sts = docs["StatefulSet"]
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    args = cli._serve_parser().parse_args(c["args"])
+    assert args.shard_index == "auto" and args.shard_count
+    count = args.shard_count
+    assert sts["spec"]["replicas"] == 2 * count, "an HA pair per shard"
+    assert docs["Service"]["spec"]["clusterIP"] == "None"
+    assert sts["spec"]["serviceName"] == docs["Service"]["metadata"]["name"]
+    monitor = docs["ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["release"]  # kube-prometheus-stack selects on it
+    relabelings = monitor["spec"]["endpoints"][0]["relabelings"]
+    for ordinal in range(sts["spec"]["replicas"]):
+        pod = f"{sts['metadata']['name']}-{ordinal}"
+        labels = {"__meta_kubernetes_pod_name": pod}
+        for rule in relabelings:  # Prometheus' replace action, anchored regex
+            value = ";".join(labels.get(s, "") for s in rule["sourceLabels"])
+            match = re.fullmatch(rule["regex"], value)
+            if match:
+                labels[rule["targetLabel"]] = match.expand(
+                    rule.get("replacement", r"\1").replace("$1", r"\1")
+                )
+        shard = parse_shard("auto", count, hostname=pod)
+        assert shard is not None
+        assert labels["instance"] == f"sparki-shard-{shard.index}", (pod, labels)
+        assert labels["replica"] == str(shard.replica), (pod, labels)
+    assert docs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
