@@ -62,9 +62,6 @@ class _Formatter(logging.Formatter):
         return redact(line)
 
 
-LEVELS = ("debug", "info", "warn", "warning", "error")
-
-
 def setup(level: str = "info", fmt: str = "logfmt") -> None:
     """Configure the root logger: one line per event on stderr.
 

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from .adapters import load as load_adapter
 from .config import ConfigError, RootConfig, TargetConfig
+from .listen import parse_listen_address
 from .logs import kv, register_secrets, setup
 from .poller import PollObserver, TargetRunner
 from .shard import Shard, owner
@@ -29,15 +30,7 @@ from .webconfig import BasicAuth, LoadedWebConfig
 log = logging.getLogger("sparki.service")
 
 RunnerKey = tuple[str, TargetConfig, float, float, float]
-
-
-def parse_listen_address(address: str) -> tuple[str | None, int]:
-    """Split ``HOST:PORT``, ``:PORT`` or ``[v6]:PORT`` as Prometheus exporters accept them."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--web.listen-address {address!r}: expected HOST:PORT, e.g. :9840")
-    host = host.strip("[]")
-    return (host or None), int(port)
+__all__ = ["Exporter", "parse_listen_address", "runner_key"]
 
 
 def runner_key(adapter: str, target: TargetConfig, config: RootConfig) -> RunnerKey:

@@ -48,6 +48,18 @@ def dockerfile() -> list[tuple[str, str]]:
     return out
 
 
+def build_args() -> dict[str, str]:
+    """Defaults of the ARGs declared before the first FROM (usable in FROM lines)."""
+    out: dict[str, str] = {}
+    for ins, args in dockerfile():
+        if ins == "FROM":
+            break
+        if ins == "ARG" and "=" in args:
+            name, _, value = args.partition("=")
+            out[name] = value
+    return out
+
+
 def stages() -> list[list[tuple[str, str]]]:
     result: list[list[tuple[str, str]]] = []
     for instruction in dockerfile():
@@ -71,9 +83,11 @@ def exec_form(args: str) -> list[str]:
 def test_dockerfile_is_multi_stage_on_slim_python() -> None:
     all_stages = stages()
     assert len(all_stages) >= 2
+    defaults = build_args()
     for stage in all_stages:
-        image = stage[0][1].split()[0]
-        assert image == "python:3.11-slim", image
+        image = re.sub(r"\$\{(\w+)\}", lambda m: defaults[m.group(1)], stage[0][1].split()[0])
+        # Pinned by digest: a rebuild gets the very same base layers.
+        assert re.fullmatch(r"python:3\.11-slim(-bookworm)?@sha256:[0-9a-f]{64}", image), image
     final = all_stages[-1]
     copies = [args for ins, args in final if ins == "COPY"]
     assert copies and all("--from=" in c for c in copies), "the final stage copies from build"
@@ -113,8 +127,63 @@ def test_dockerignore_keeps_secrets_and_tests_out() -> None:
     ]
     for path in (".git", "tests", "bench", ".venv", "deploy", "sparki.yml", ".env"):
         assert not included(path, patterns), path
-    for path in ("pyproject.toml", "README.md", "exporter"):
+    for path in ("pyproject.toml", "README.md", "exporter", "LICENSE", "requirements.lock"):
         assert included(path, patterns), path
+
+
+def test_dependencies_come_from_the_lock_in_their_own_layer_and_are_compiled() -> None:
+    build = stages()[0]
+    steps = [(ins, args) for ins, args in build if ins in ("COPY", "RUN")]
+    text = [f"{ins} {args}" for ins, args in steps]
+    lock_copy = next(i for i, t in enumerate(text) if t.startswith("COPY requirements.lock"))
+    lock_install = next(i for i, t in enumerate(text) if "-r requirements.lock" in t)
+    code_copy = next(i for i, t in enumerate(text) if t.startswith("COPY exporter"))
+    # The lock is installed before the code is copied: code changes reuse that layer.
+    assert lock_copy < lock_install < code_copy
+    assert "--require-hashes" in text[lock_install] and "--only-binary=:all:" in text[lock_install]
+    project = next(t for t in text[code_copy:] if "pip install" in t)
+    assert "--no-deps" in project and "--no-compile" not in " ".join(text)
+    assert "compileall" in project, "bytecode is compiled at build time"
+    final_env = " ".join(args for ins, args in stages()[-1] if ins == "ENV")
+    assert "PYTHONDONTWRITEBYTECODE=1" in final_env  # read-only root: nothing written
+
+
+def test_lock_pins_every_dependency_with_a_hash() -> None:
+    from packaging.requirements import Requirement
+
+    lock = (ROOT / "requirements.lock").read_text()
+    pinned: dict[str, str] = {}
+    for entry in re.split(r"\n(?=[a-z0-9])", re.sub(r"(?m)^#.*\n", "", lock).strip()):
+        first, *hashes = entry.replace("\\\n", " ").split()
+        name, _, version = first.partition("==")
+        assert version and hashes and all(h.startswith("--hash=sha256:") for h in hashes), entry
+        pinned[name.replace("_", "-")] = version
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for spec in [*project["dependencies"], *project["optional-dependencies"]["otel"]]:
+        req = Requirement(spec)
+        name = req.name.lower().replace("_", "-")
+        assert name in pinned, f"{name} is not in requirements.lock: run scripts/lock"
+        assert req.specifier.contains(pinned[name]), (name, pinned[name], str(req.specifier))
+        for extra in req.extras:  # psycopg[binary] brings psycopg-binary
+            assert f"{name}-{extra}" in pinned, f"{name}-{extra}"
+
+
+def test_healthcheck_imports_only_the_standard_library() -> None:
+    """It runs every 30 s in the container: no pydantic, YAML, aiohttp or drivers."""
+    program = (
+        "import sys; from exporter import cli; "
+        "code = cli.healthcheck(['--web.listen-address', f'127.0.0.1:{sys.argv[1]}', "
+        "'--timeout', '1']); "
+        "heavy = [m for m in ('pydantic', 'yaml', 'aiohttp', 'psycopg', 'redis', 'boto3') "
+        "if m in sys.modules]; print(code, heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program, str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "1 []", result.stdout + result.stderr
 
 
 def test_final_stage_runs_as_a_non_root_user() -> None:

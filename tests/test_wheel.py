@@ -123,3 +123,81 @@ def test_installed_wheel_runs_every_subcommand(venv: Path, tmp_path: Path) -> No
         assert (out / "rules" / name).read_text() == (ROOT / "rules" / name).read_text()
     dashboards = sorted(p.name for p in (out / "dashboards").glob("*.json"))
     assert dashboards == sorted(p.name for p in (ROOT / "dashboards").glob("*.json"))
+
+
+def test_the_image_build_steps_work_without_an_engine(tmp_path: Path) -> None:
+    """The Dockerfile's build stage, replayed in a plain venv: the lock installs with
+    hashes checked, the project on top with --no-deps, and the result runs from
+    compiled bytecode (no .py is compiled at start)."""
+    env = tmp_path / "opt"
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=120)
+    pip = [str(env / "bin" / "pip"), "--disable-pip-version-check", "install", "--quiet"]
+    locked = subprocess.run(
+        [
+            *pip,
+            "--require-hashes",
+            "--only-binary=:all:",
+            "--no-deps",
+            "-r",
+            str(ROOT / "requirements.lock"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert locked.returncode == 0, locked.stderr[-3000:]
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT / "exporter", src / "exporter", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, src / name)
+    project = subprocess.run(
+        [*pip, "--no-deps", str(src)], capture_output=True, text=True, timeout=600
+    )
+    assert project.returncode == 0, project.stderr[-3000:]
+    subprocess.run(
+        [
+            str(env / "bin" / "python"),
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            str(env / "lib"),
+        ],
+        check=True,
+        timeout=600,
+    )
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    check = subprocess.run(
+        [
+            str(env / "bin" / "python"),
+            "-c",
+            "import exporter.service, exporter.adapters.postgres, "
+            "exporter.adapters.redis, exporter.adapters.s3, exporter.tracing; "
+            "import exporter, sys; print(exporter.__file__)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**clean, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert check.returncode == 0 and check.stdout.startswith(str(env)), check.stderr[-3000:]
+    version = subprocess.run(
+        [str(env / "bin" / "sparki-exporter"), "--version"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean,
+    )
+    assert version.returncode == 0, version.stderr
+    # Every module of the exporter has its compiled form next to it.
+    sources = list((env / "lib").glob("python3.*/site-packages/exporter/**/*.py"))
+    assert sources
+    for source in sources:
+        cached = list(source.parent.glob(f"__pycache__/{source.stem}.cpython-*.pyc"))
+        assert cached, source
