@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from functools import partial
 
 from . import __version__
-from .config import ConfigError, RootConfig, from_environment, load
+from .config import ConfigError, RootConfig, from_environment, load, parse_duration
+from .connlimits import ServerLimits
 from .logs import setup
 
 log = logging.getLogger("sparki")
@@ -53,10 +54,48 @@ def _serve_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="enable POST /-/reload (SIGHUP always reloads)",
     )
+    p.add_argument(
+        "--web.read-header-timeout",
+        dest="read_header_timeout",
+        type=_duration_flag,
+        default=ServerLimits.read_header_timeout,
+        metavar="DURATION",
+        help="close a connection that has not sent its request headers within this (default 5s)",
+    )
+    p.add_argument(
+        "--web.idle-timeout",
+        dest="idle_timeout",
+        type=_duration_flag,
+        default=ServerLimits.idle_timeout,
+        metavar="DURATION",
+        help="close a kept-alive connection idle for this long (default 5s)",
+    )
+    p.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=_count_flag,
+        default=ServerLimits.max_connections,
+        metavar="N",
+        help="concurrent HTTP connections; idle ones make room for new ones, beyond it "
+        "503 (default 512, lowered to fit the file descriptor limit)",
+    )
     p.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
     p.add_argument("--version", action="version", version=f"sparki-exporter {__version__}")
     return p
+
+
+def _duration_flag(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _count_flag(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError("must be a whole number from 1 to 1000000")
+    return int(text)
 
 
 def check_config(argv: Sequence[str]) -> int:
@@ -117,6 +156,11 @@ async def _serve(args: argparse.Namespace, config: RootConfig, host: str | None,
         enable_lifecycle=args.enable_lifecycle,
         observer=tracing_from_environment(),
         log_flags=(args.log_level, args.log_format),
+        limits=ServerLimits(
+            read_header_timeout=args.read_header_timeout,
+            idle_timeout=args.idle_timeout,
+            max_connections=args.max_connections,
+        ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

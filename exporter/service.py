@@ -20,6 +20,7 @@ from aiohttp import web
 
 from .adapters import by_name
 from .config import ConfigError, RootConfig, TargetConfig
+from .connlimits import ConnectionGuard, ServerLimits, throttle_accept_errors
 from .logs import kv, register_secrets, setup
 from .poller import PollObserver, TargetRunner
 from .web import WebState, make_app
@@ -64,8 +65,10 @@ class Exporter:
         enable_lifecycle: bool = False,
         observer: PollObserver | None = None,
         log_flags: tuple[str | None, str | None] = (None, None),
+        limits: ServerLimits | None = None,
     ) -> None:
         self.config = config
+        self.limits = limits or ServerLimits()
         self.observer = observer
         self.loader = loader
         self.log_flags = log_flags
@@ -87,6 +90,8 @@ class Exporter:
             reload=self.reload if enable_lifecycle else None,
         )
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+        self.guard: ConnectionGuard | None = None
         self._reload_lock = asyncio.Lock()
         self.port: int | None = None
 
@@ -102,14 +107,33 @@ class Exporter:
         return "https" if tls else "http"
 
     async def start(self, host: str | None, port: int) -> None:
+        """Listen (with the connection limits of connlimits.py), then start polling."""
+        limits = self.limits
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            keepalive_timeout=limits.idle_timeout,
         )
         await self._runner.setup()
+        assert self._runner.server is not None
         ssl_context = self.web_config.ssl_context if self.web_config is not None else None
-        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
-        await site.start()
-        sockets = getattr(site._server, "sockets", None) or []
+        loop = asyncio.get_running_loop()
+        throttle_accept_errors(loop)
+        self.guard = ConnectionGuard(self._runner.server, limits)
+        # Our own listener instead of web.TCPSite: the guard sits between the socket
+        # and aiohttp's protocol. A TLS handshake gets the header-read timeout too.
+        self._server = await loop.create_server(
+            self.guard,
+            host,
+            port,
+            ssl=ssl_context,
+            ssl_handshake_timeout=limits.read_header_timeout if ssl_context else None,
+            backlog=128,
+            reuse_address=True,
+        )
+        sockets = list(self._server.sockets or ())
         self.port = sockets[0].getsockname()[1] if sockets else port
         for runner in self.runners:
             runner.start()
@@ -120,6 +144,9 @@ class Exporter:
                 targets=len(self.runners),
                 tls=ssl_context is not None,
                 basic_auth=bool(self.web_config and self.web_config.auth_enabled),
+                max_connections=self.guard.cap,
+                read_header_timeout=f"{limits.read_header_timeout:g}s",
+                idle_timeout=f"{limits.idle_timeout:g}s",
             ),
         )
 
@@ -187,8 +214,12 @@ class Exporter:
     async def stop(self) -> None:
         """Stop polling, close every pool and the HTTP server, each under a deadline."""
         await asyncio.gather(*(r.stop() for r in self.runners), return_exceptions=True)
+        if self._server is not None:
+            self._server.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.guard is not None:
+            self.guard.close_all()
         shutdown: Any = getattr(self.observer, "shutdown", None)
         if callable(shutdown):
             try:
