@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -23,6 +24,8 @@ from .adapter import AdapterSpec, PollError, Reason, Target
 from .config import GlobalConfig, TargetConfig
 from .logs import kv, redact
 from .metrics import RenderedFamily, render_families
+from .resolver import CURRENT as RESOLVER
+from .resolver import Resolver
 
 log = logging.getLogger("sparki.poller")
 
@@ -127,6 +130,9 @@ class TargetRunner:
         self._lock = asyncio.Lock()
         self._abandoning: set[asyncio.Task[None]] = set()
         self.first_poll_done = asyncio.Event()
+        # Host names resolve on this target's own threads, within most of its deadline,
+        # so a DNS server that never answers costs only the targets that use it.
+        self.resolver = Resolver(f"{spec.name}-{config.name}", 0.75 * self.state.timeout)
 
     def start(self) -> None:
         self._task = asyncio.create_task(
@@ -155,7 +161,9 @@ class TargetRunner:
         start = time.monotonic()
         wall = time.time()
         out = _Attempt()
-        self._poll_task = asyncio.create_task(self.target.poll())
+        context = contextvars.copy_context()
+        context.run(RESOLVER.set, self.resolver)
+        self._poll_task = asyncio.create_task(self.target.poll(), context=context)
         try:
             out.snapshot = await asyncio.wait_for(asyncio.shield(self._poll_task), limit)
         except TimeoutError:
@@ -323,6 +331,7 @@ class TargetRunner:
             if task is not None:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(task, CANCEL_GRACE)
+        self.resolver.close()
         try:
             await asyncio.wait_for(self.target.close(), 2.0)
         except Exception as exc:

@@ -11,6 +11,7 @@ refused with every problem logged, and the running one is kept.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from .config import ConfigError, RootConfig, TargetConfig
 from .connlimits import ConnectionGuard, ServerLimits, throttle_accept_errors
 from .logs import kv, register_secrets, setup
 from .poller import PollObserver, TargetRunner
+from .resolver import install as install_resolver
 from .web import WebState, make_app
 from .webconfig import BasicAuth, LoadedWebConfig
 
@@ -93,6 +95,11 @@ class Exporter:
         self._server: asyncio.Server | None = None
         self.guard: ConnectionGuard | None = None
         self._reload_lock = asyncio.Lock()
+        # Reading the config (files, secrets) on a thread of its own: never queued
+        # behind other blocking work.
+        self._reload_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sparki-reload"
+        )
         self.port: int | None = None
 
     def _new_runner(self, section: str, target: TargetConfig, config: RootConfig) -> TargetRunner:
@@ -121,6 +128,7 @@ class Exporter:
         ssl_context = self.web_config.ssl_context if self.web_config is not None else None
         loop = asyncio.get_running_loop()
         throttle_accept_errors(loop)
+        install_resolver(loop)
         self.guard = ConnectionGuard(self._runner.server, limits)
         # Our own listener instead of web.TCPSite: the guard sits between the socket
         # and aiohttp's protocol. A TLS handshake gets the header-read timeout too.
@@ -159,7 +167,8 @@ class Exporter:
                 self.web.reload_success = False
                 return False, problems
             try:
-                config = await asyncio.to_thread(self.loader)
+                loop = asyncio.get_running_loop()
+                config = await loop.run_in_executor(self._reload_executor, self.loader)
             except ConfigError as exc:
                 problems = exc.lines()
                 for line in problems:
@@ -220,6 +229,7 @@ class Exporter:
             await self._runner.cleanup()
         if self.guard is not None:
             self.guard.close_all()
+        self._reload_executor.shutdown(wait=False, cancel_futures=True)
         shutdown: Any = getattr(self.observer, "shutdown", None)
         if callable(shutdown):
             try:

@@ -27,7 +27,7 @@ from .probe import Prober, ProbeRequestError
 from .probe import deadline as probe_deadline
 from .probe import render as render_probe
 from .probe import select as select_target
-from .webconfig import BasicAuth
+from .webconfig import AuthBusy, BasicAuth
 
 log = logging.getLogger("sparki.web")
 
@@ -260,7 +260,15 @@ def make_app(
         async def basic_auth(
             request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         ) -> web.StreamResponse:
-            if not await checker.check(request.headers.get("Authorization")):
+            try:
+                ok = await checker.check(request.headers.get("Authorization"))
+            except AuthBusy:
+                return web.Response(
+                    status=503,
+                    text="too many password checks waiting; retry in a second\n",
+                    headers={"Retry-After": "1"},
+                )
+            if not ok:
                 return web.Response(
                     status=401,
                     text="Unauthorized\n",
@@ -281,6 +289,8 @@ def make_app(
 
     async def close_prober(app: web.Application) -> None:
         await prober.close()
+        if auth is not None:
+            auth.close()
 
     app.on_cleanup.append(close_prober)
     app.router.add_get(telemetry_path, metrics)
