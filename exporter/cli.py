@@ -135,6 +135,16 @@ def check_config(argv: Sequence[str]) -> int:
     return 0
 
 
+def _report_reload_crash(task: asyncio.Task[object]) -> None:
+    """Exporter.reload reports its own failures; anything escaping it is logged here,
+    never left as asyncio's "Task exception was never retrieved"."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("reload failed", exc_info=exc)
+
+
 async def _serve(args: argparse.Namespace, config: RootConfig, host: str | None, port: int) -> int:
     from .service import Exporter
     from .tracing import from_environment as tracing_from_environment
@@ -173,6 +183,7 @@ async def _serve(args: argparse.Namespace, config: RootConfig, host: str | None,
         task: asyncio.Task[object] = asyncio.ensure_future(exporter.reload())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
+        task.add_done_callback(_report_reload_crash)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:

@@ -178,6 +178,14 @@ class Exporter:
                     )
                 self.web.reload_success = False
                 return False, problems
+            except Exception as exc:  # a bug in validation: still a failed reload, reported
+                problems = [f"the configuration could not be loaded ({type(exc).__name__})"]
+                log.exception(
+                    "reload refused, keeping the running configuration",
+                    extra=kv(problem=problems[0]),
+                )
+                self.web.reload_success = False
+                return False, problems
             await self.apply(config)
             return True, []
 
