@@ -22,6 +22,7 @@ from typing import Any
 
 from .adapter import AdapterSpec, PollError, Reason, Target
 from .config import GlobalConfig, TargetConfig
+from .errtext import without_addresses
 from .logs import kv, redact
 from .metrics import RenderedFamily, render_families
 from .resolver import CURRENT as RESOLVER
@@ -201,7 +202,7 @@ class TargetRunner:
             return
         error = attempt.error
         if error is not None:
-            error = PollError(error.reason, redact(error.message))
+            error = PollError(error.reason, redact(without_addresses(error.message)))
         event = PollEvent(self.state.adapter, self.state.name, kind, wall, attempt.duration, error)
         try:
             self.observer(event)
@@ -270,7 +271,7 @@ class TargetRunner:
                 self._lock.release()
         error = attempt.error
         if error is not None:
-            error = PollError(error.reason, redact(error.message))
+            error = PollError(error.reason, redact(without_addresses(error.message)))
         return ProbeResult(attempt.rendered, time.monotonic() - start, error)
 
     async def _abandon_and_release(self) -> None:
@@ -298,7 +299,7 @@ class TargetRunner:
 
     def _record_failure(self, error: PollError, duration: float) -> None:
         state = self.state
-        message = redact(error.message)
+        message = redact(without_addresses(error.message))
         changed = (not state.polled) or state.up or state.last_error != message
         state.up = False
         state.last_duration = duration

@@ -39,6 +39,7 @@ from ..metrics import (
     Metric,
     histogram_family,
 )
+from ._pgerrors import check_dsn_options, classify
 
 log = logging.getLogger("sparki.postgres")
 
@@ -126,6 +127,7 @@ class PostgresConfig(TargetConfig):
         except psycopg.ProgrammingError:
             # libpq's message can quote the string, which may hold a password: say less.
             raise ValueError("not a valid libpq connection string or postgresql:// URL") from None
+        check_dsn_options(params)
         ports = str(params.get("port", "5432")).split(",")
         if not all(p.strip().isdigit() and 0 < int(p) < 65536 for p in ports):
             raise ValueError("the port in the DSN must be a number from 1 to 65535")
@@ -701,35 +703,6 @@ def families(snap: PostgresSnapshot) -> list[Metric]:
     )
     out.append(server)
     return out
-
-
-def classify(exc: BaseException) -> PollError:
-    """Map driver errors to the contract's reasons, with a message free of credentials."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    lowered = text.lower()
-    if (
-        sqlstate in ("28P01", "28000")
-        or "password authentication failed" in lowered
-        or "no password supplied" in lowered
-        or "authentication failed" in lowered
-    ):
-        reason = Reason.AUTH
-    elif sqlstate == "42501" or sqlstate.startswith("28"):
-        reason = Reason.PERMISSION
-    elif sqlstate == "57014" or "timeout" in lowered:
-        reason = Reason.TIMEOUT
-    elif isinstance(exc, psycopg.OperationalError) and not sqlstate:
-        reason = Reason.CONNECT
-    elif sqlstate.startswith("08"):
-        reason = Reason.CONNECT
-    elif isinstance(exc, psycopg.DatabaseError | PollError):
-        reason = Reason.PROTOCOL
-    elif isinstance(exc, OSError):
-        reason = Reason.CONNECT
-    else:
-        reason = Reason.OTHER
-    return PollError(reason, text)
 
 
 ADAPTER = AdapterSpec(
