@@ -191,7 +191,9 @@ class Exporter:
 
     async def apply(self, config: RootConfig) -> None:
         """Swap in a validated configuration, keeping the runners of unchanged targets."""
-        register_secrets(config.secrets())
+        # Old and new secrets while the old targets stop (their last log lines may
+        # carry an old one), then only the new ones: the list is replaced, not grown.
+        register_secrets([*self.config.secrets(), *config.secrets()])
         if config.log != self.config.log:
             level, fmt = self.log_flags
             setup(level or config.log.level, fmt or config.log.format)
@@ -217,6 +219,7 @@ class Exporter:
         await asyncio.gather(*(r.stop() for r in spare), return_exceptions=True)
         for runner in spare:
             self._keys.pop(runner, None)
+        register_secrets(config.secrets())
         self.web.reload_success = True
         self.web.reload_success_time = time.time()
         log.info(
