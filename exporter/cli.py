@@ -79,6 +79,15 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="concurrent HTTP connections; idle ones make room for new ones, beyond it "
         "503 (default 512, lowered to fit the file descriptor limit)",
     )
+    p.add_argument(
+        "--web.probe-rate",
+        dest="probe_rate",
+        type=_rate_flag,
+        default=ServerLimits.probe_rate,
+        metavar="PER_SECOND",
+        help="polls per second /probe may start per target, after a burst of 5; "
+        "beyond, 429 (default 1; 0: no limit)",
+    )
     p.add_argument("--log.level", dest="log_level", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log.format", dest="log_format", choices=["logfmt", "json"])
     p.add_argument("--version", action="version", version=f"sparki-exporter {__version__}")
@@ -90,6 +99,16 @@ def _duration_flag(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rate_flag(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1e6:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError("must be a number of polls per second, 0 for no limit")
+    return value
 
 
 def _count_flag(text: str) -> int:
@@ -170,6 +189,7 @@ async def _serve(args: argparse.Namespace, config: RootConfig, host: str | None,
             read_header_timeout=args.read_header_timeout,
             idle_timeout=args.idle_timeout,
             max_connections=args.max_connections,
+            probe_rate=args.probe_rate,
         ),
     )
     stop = asyncio.Event()

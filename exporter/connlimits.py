@@ -47,6 +47,8 @@ class ServerLimits:
     read_header_timeout: float = 5.0
     idle_timeout: float = 5.0
     max_connections: int = 512
+    # Polls per second /probe may start per target (a burst of 5); 0 turns it off.
+    probe_rate: float = 1.0
     # Descriptors kept for the pollers, the log and the process itself: at least this
     # many, or a quarter of the limit when that is more.
     fd_reserve: int = 64

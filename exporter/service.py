@@ -90,6 +90,7 @@ class Exporter:
             auth=auth,
             headers=web_config.headers if web_config is not None else None,
             reload=self.reload if enable_lifecycle else None,
+            probe_rate=self.limits.probe_rate,
         )
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None

@@ -23,7 +23,7 @@ from .exposition import GZIP_LEVEL, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
 from .logs import kv
 from .metrics import GaugeMetricFamily, merge_exposition, render_families
 from .poller import TargetRunner
-from .probe import Prober, ProbeRequestError
+from .probe import Prober, ProbeRateLimited, ProbeRequestError
 from .probe import deadline as probe_deadline
 from .probe import render as render_probe
 from .probe import select as select_target
@@ -176,14 +176,16 @@ def make_app(
     auth: BasicAuth | None = None,
     headers: Mapping[str, str] | None = None,
     reload: ReloadHook | None = None,
+    probe_rate: float = 1.0,
 ) -> web.Application:
     """The aiohttp application serving the exporter's endpoints.
 
     ``auth`` protects every path with basic authentication; ``headers`` are added to
-    every response; ``reload`` enables ``POST /-/reload`` (off unless given).
+    every response; ``reload`` enables ``POST /-/reload`` (off unless given);
+    ``probe_rate`` is the polls per second /probe may start per target (0: no limit).
     """
     state = runners if isinstance(runners, WebState) else WebState(runners)
-    prober = Prober()
+    prober = Prober(rate=probe_rate)
 
     async def metrics(request: web.Request) -> web.Response:
         def own(openmetrics: bool) -> bytes:
@@ -209,7 +211,12 @@ def make_app(
             return _bad_request(str(exc))
         except (UnicodeError, ValueError):
             return _bad_request("the query string is not valid: /probe?target=NAME")
-        result = await prober.probe(runner, timeout)
+        try:
+            result = await prober.probe(runner, timeout)
+        except ProbeRateLimited as exc:
+            return web.Response(
+                status=429, text=f"{exc}\n", headers={"Retry-After": str(exc.retry_after)}
+            )
         if result.error is not None:
             log.debug(
                 "probe failed",
