@@ -35,6 +35,8 @@ LEVELS = ("debug", "info", "warn", "warning", "error")
 
 
 def _serve_parser() -> argparse.ArgumentParser:
+    from .connlimits import ServerLimits  # standard library only
+
     p = argparse.ArgumentParser(
         prog="sparki-exporter",
         description="Prometheus exporter for PostgreSQL, Redis/Valkey and S3/MinIO. "
@@ -68,6 +70,40 @@ def _serve_parser() -> argparse.ArgumentParser:
         help="enable POST /-/reload (SIGHUP always reloads)",
     )
     p.add_argument(
+        "--web.read-header-timeout",
+        dest="read_header_timeout",
+        type=_duration_flag,
+        default=ServerLimits.read_header_timeout,
+        metavar="DURATION",
+        help="close a connection that has not sent its request headers within this (default 5s)",
+    )
+    p.add_argument(
+        "--web.idle-timeout",
+        dest="idle_timeout",
+        type=_duration_flag,
+        default=ServerLimits.idle_timeout,
+        metavar="DURATION",
+        help="close a kept-alive connection idle for this long (default 5s)",
+    )
+    p.add_argument(
+        "--web.max-connections",
+        dest="max_connections",
+        type=_count_flag,
+        default=ServerLimits.max_connections,
+        metavar="N",
+        help="concurrent HTTP connections; idle ones make room for new ones, beyond it "
+        "503 (default 512, lowered to fit the file descriptor limit)",
+    )
+    p.add_argument(
+        "--web.probe-rate",
+        dest="probe_rate",
+        type=_rate_flag,
+        default=ServerLimits.probe_rate,
+        metavar="PER_SECOND",
+        help="polls per second /probe may start per target, after a burst of 5; "
+        "beyond, 429 (default 1; 0: no limit)",
+    )
+    p.add_argument(
         "--log.level",
         dest="log_level",
         choices=LEVELS,
@@ -90,6 +126,31 @@ def _serve_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"sparki-exporter {__version__}")
     return p
+
+
+def _duration_flag(text: str) -> float:
+    from .config import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _rate_flag(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1e6:  # also refuses nan and inf
+        raise argparse.ArgumentTypeError("must be a number of polls per second, 0 for no limit")
+    return value
+
+
+def _count_flag(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError("must be a whole number from 1 to 1000000")
+    return int(text)
 
 
 def check_config(argv: Sequence[str]) -> int:
@@ -131,6 +192,16 @@ def check_config(argv: Sequence[str]) -> int:
     return 0
 
 
+def _report_reload_crash(task: asyncio.Task[object]) -> None:
+    """Exporter.reload reports its own failures; anything escaping it is logged here,
+    never left as asyncio's "Task exception was never retrieved"."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if exc is not None:
+        log.error("reload failed", exc_info=exc)
+
+
 async def _serve(
     args: argparse.Namespace,
     config: RootConfig,
@@ -138,6 +209,7 @@ async def _serve(
     shard: Shard | None,
 ) -> int:
     from .config import ConfigError, load
+    from .connlimits import ServerLimits
     from .service import Exporter
     from .tracing import from_environment as tracing_from_environment
     from .webconfig import LoadedWebConfig, load_web_config
@@ -159,6 +231,12 @@ async def _serve(
         observer=tracing_from_environment(),
         log_flags=(args.log_level, args.log_format),
         shard=shard,
+        limits=ServerLimits(
+            read_header_timeout=args.read_header_timeout,
+            idle_timeout=args.idle_timeout,
+            max_connections=args.max_connections,
+            probe_rate=args.probe_rate,
+        ),
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -171,6 +249,7 @@ async def _serve(
         task: asyncio.Task[object] = asyncio.ensure_future(exporter.reload())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
+        task.add_done_callback(_report_reload_crash)
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     try:

@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -47,28 +48,57 @@ class ConfigError(Exception):
         return [f"{path}: {msg}" if path else msg for path, msg in self.problems]
 
 
+MAX_DURATION = 366 * 86400.0  # a year: longer is a typo, and floats stop being exact
+
+
 def parse_duration(value: object) -> float:
-    """Parse Prometheus-style durations (``15s``, ``1m30s``, ``500ms``) or plain seconds."""
+    """Parse Prometheus-style durations (``15s``, ``1m30s``, ``500ms``) or plain seconds.
+
+    Only ValueError escapes (pydantic turns it into a problem with the field's path):
+    a number too large for a float, such as a YAML integer of 310 digits, would
+    otherwise raise OverflowError, which nothing reports with a path.
+    """
     if isinstance(value, bool):
         raise ValueError("must be a duration such as 15s or 500ms")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str):
-        text = value.strip()
-        pos = 0
-        seconds = 0.0
-        for match in _DURATION_PART.finditer(text):
-            if match.start() != pos:
-                break
-            seconds += float(match.group(1)) * _UNITS[match.group(2)]
-            pos = match.end()
-        if pos != len(text) or not text:
-            raise ValueError(f"{value!r} is not a duration; use a form like 15s, 1m30s or 500ms")
-    else:
-        raise ValueError("must be a duration such as 15s or 500ms")
-    if not math.isfinite(seconds) or seconds <= 0:
+    try:
+        if isinstance(value, int | float):
+            seconds = float(value)
+        elif isinstance(value, str):
+            text = value.strip()
+            pos = 0
+            seconds = 0.0
+            for match in _DURATION_PART.finditer(text):
+                if match.start() != pos:
+                    break
+                seconds += float(match.group(1)) * _UNITS[match.group(2)]
+                pos = match.end()
+            if pos != len(text) or not text:
+                raise ValueError(
+                    f"{value!r} is not a duration; use a form like 15s, 1m30s or 500ms"
+                )
+        else:
+            raise ValueError("must be a duration such as 15s or 500ms")
+    except OverflowError:
+        seconds = math.inf
+    if math.isnan(seconds) or seconds <= 0:
         raise ValueError("must be a positive duration")
+    if seconds > MAX_DURATION:
+        raise ValueError("is too long: at most 366d")
     return seconds
+
+
+def at_most(limit: float, why: str) -> AfterValidator:
+    """Validator for ``Annotated[Duration, at_most(...)]``: refuses more than ``limit``
+    seconds, saying ``why`` (a server's own maximum, so the mistake shows in
+    check-config rather than at every poll)."""
+
+    def check(seconds: float) -> float:
+        if seconds > limit:
+            about = f", about {limit / 86400:.1f}d" if limit >= 86400 else ""
+            raise ValueError(f"is too long: at most {limit:.3f}s{about} ({why})")
+        return seconds
+
+    return AfterValidator(check)
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -307,10 +337,42 @@ def validate(data: Any, env: Mapping[str, str] | None = None) -> RootConfig:
     return config
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping.
+
+    PyYAML keeps the last value silently, so a second ``poll_timeout:`` further down
+    would quietly win. Keys merged in with ``<<:`` may still be overridden, as YAML
+    intends. The key itself is not echoed (it might be a mistyped secret); its line is.
+    """
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, yaml.Node] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # an unhashable key; construct_mapping reports it
+                    continue
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key (first given at line {first.start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
+        return super().construct_mapping(node, deep=deep)  # type: ignore[arg-type]
+
+
 def parse_yaml(text: str, path: str | os.PathLike[str]) -> Any:
-    """YAML to data, or a ConfigError naming the file, line and column of the problem."""
+    """YAML to data, or a ConfigError naming the file, line and column of the problem.
+
+    Duplicate keys are refused (see :class:`_UniqueKeyLoader`).
+    """
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

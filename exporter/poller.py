@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import random
 import time
@@ -21,8 +22,11 @@ from typing import Any
 
 from .adapter import AdapterSpec, PollError, Reason, Target
 from .config import GlobalConfig, TargetConfig
+from .errtext import without_addresses
 from .logs import kv, redact
 from .metrics import RenderedFamily, render_families
+from .resolver import CURRENT as RESOLVER
+from .resolver import Resolver
 
 log = logging.getLogger("sparki.poller")
 
@@ -127,6 +131,9 @@ class TargetRunner:
         self._lock = asyncio.Lock()
         self._abandoning: set[asyncio.Task[None]] = set()
         self.first_poll_done = asyncio.Event()
+        # Host names resolve on this target's own threads, within most of its deadline,
+        # so a DNS server that never answers costs only the targets that use it.
+        self.resolver = Resolver(f"{spec.name}-{config.name}", 0.75 * self.state.timeout)
 
     def start(self) -> None:
         self._task = asyncio.create_task(
@@ -155,7 +162,9 @@ class TargetRunner:
         start = time.monotonic()
         wall = time.time()
         out = _Attempt()
-        self._poll_task = asyncio.create_task(self.target.poll())
+        context = contextvars.copy_context()
+        context.run(RESOLVER.set, self.resolver)
+        self._poll_task = asyncio.create_task(self.target.poll(), context=context)
         try:
             out.snapshot = await asyncio.wait_for(asyncio.shield(self._poll_task), limit)
         except TimeoutError:
@@ -193,7 +202,7 @@ class TargetRunner:
             return
         error = attempt.error
         if error is not None:
-            error = PollError(error.reason, redact(error.message))
+            error = PollError(error.reason, redact(without_addresses(error.message)))
         event = PollEvent(self.state.adapter, self.state.name, kind, wall, attempt.duration, error)
         try:
             self.observer(event)
@@ -262,7 +271,7 @@ class TargetRunner:
                 self._lock.release()
         error = attempt.error
         if error is not None:
-            error = PollError(error.reason, redact(error.message))
+            error = PollError(error.reason, redact(without_addresses(error.message)))
         return ProbeResult(attempt.rendered, time.monotonic() - start, error)
 
     async def _abandon_and_release(self) -> None:
@@ -290,7 +299,7 @@ class TargetRunner:
 
     def _record_failure(self, error: PollError, duration: float) -> None:
         state = self.state
-        message = redact(error.message)
+        message = redact(without_addresses(error.message))
         changed = (not state.polled) or state.up or state.last_error != message
         state.up = False
         state.last_duration = duration
@@ -323,6 +332,7 @@ class TargetRunner:
             if task is not None:
                 with contextlib.suppress(BaseException):
                     await asyncio.wait_for(task, CANCEL_GRACE)
+        self.resolver.close()
         try:
             await asyncio.wait_for(self.target.close(), 2.0)
         except Exception as exc:

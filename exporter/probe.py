@@ -16,6 +16,9 @@ one poll.
 
 The deadline is the smaller of the target's ``poll_timeout`` and Prometheus's
 ``X-Prometheus-Scrape-Timeout-Seconds`` less a margin for rendering and transfer.
+
+Probes that start a poll are rate-limited per target (``--web.probe-rate``, a burst of
+five): beyond it, 429 with ``Retry-After``. Joining a poll in flight is free.
 """
 
 from __future__ import annotations
@@ -156,15 +159,48 @@ def render(runner: TargetRunner, result: ProbeResult, openmetrics: bool) -> byte
     return merge_exposition(blocks, openmetrics, eof=openmetrics)
 
 
-class Prober:
-    """Runs probes; concurrent probes of one target share one poll."""
+class ProbeRateLimited(Exception):
+    """A /probe that would start a poll beyond the target's rate: answer 429."""
 
-    def __init__(self) -> None:
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many probes of this target; retry in {retry_after}s")
+        self.retry_after = retry_after
+
+
+class Prober:
+    """Runs probes; concurrent probes of one target share one poll.
+
+    Each target has a token bucket: a probe that starts a poll takes a token (``burst``
+    of them, refilled at ``rate`` per second); a probe that joins a poll in flight takes
+    none. Without a token the request is refused with :class:`ProbeRateLimited`, so a
+    hundred clients cannot make the exporter poll a server a hundred times a second.
+    ``rate`` 0 turns the limit off.
+    """
+
+    def __init__(self, rate: float = 1.0, burst: int = 5) -> None:
         self._inflight: dict[TargetRunner, asyncio.Task[ProbeResult]] = {}
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._buckets: dict[TargetRunner, tuple[float, float]] = {}  # tokens, last refill
+
+    def _take(self, runner: TargetRunner) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        tokens, last = self._buckets.get(runner, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[runner] = (tokens, now)
+            raise ProbeRateLimited(max(1, math.ceil((1.0 - tokens) / self.rate)))
+        self._buckets[runner] = (tokens - 1.0, now)
+        if len(self._buckets) > 4096:  # runners come and go with reloads
+            live = set(self._inflight) | {runner}
+            self._buckets = {r: b for r, b in self._buckets.items() if r in live}
 
     async def probe(self, runner: TargetRunner, limit: float) -> ProbeResult:
         task = self._inflight.get(runner)
         if task is None or task.done():
+            self._take(runner)
             task = asyncio.create_task(runner.probe(limit))
             self._inflight[runner] = task
             task.add_done_callback(partial(self._forget, runner))

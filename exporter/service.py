@@ -11,6 +11,7 @@ refused with every problem logged, and the running one is kept.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -20,9 +21,11 @@ from aiohttp import web
 
 from .adapters import load as load_adapter
 from .config import ConfigError, RootConfig, TargetConfig
+from .connlimits import ConnectionGuard, ServerLimits, throttle_accept_errors
 from .listen import parse_listen_address
 from .logs import kv, register_secrets, setup
 from .poller import PollObserver, TargetRunner
+from .resolver import install as install_resolver
 from .shard import Shard, owner
 from .web import WebState, make_app
 from .webconfig import BasicAuth, LoadedWebConfig
@@ -59,9 +62,11 @@ class Exporter:
         observer: PollObserver | None = None,
         log_flags: tuple[str | None, str | None] = (None, None),
         shard: Shard | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.config = config
         self.shard = shard
+        self.limits = limits or ServerLimits()
         self.observer = observer
         self.loader = loader
         self.log_flags = log_flags
@@ -83,9 +88,17 @@ class Exporter:
             auth=auth,
             headers=web_config.headers if web_config is not None else None,
             reload=self.reload if enable_lifecycle else None,
+            probe_rate=self.limits.probe_rate,
         )
         self._runner: web.AppRunner | None = None
+        self._servers: list[asyncio.Server] = []
+        self.guard: ConnectionGuard | None = None
         self._reload_lock = asyncio.Lock()
+        # Reading the config (files, secrets) on a thread of its own: never queued
+        # behind other blocking work.
+        self._reload_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sparki-reload"
+        )
         self.port: int | None = None
 
     def _split(
@@ -123,24 +136,45 @@ class Exporter:
         """Listen on ``host:port`` and on every address of ``more``, then start polling.
 
         Several addresses (``--web.listen-address`` repeated, as exporter-toolkit allows)
-        share one application: the same targets, the same caches. ``self.port`` is the
-        first address's port (the one picked by the system when it is 0). An address that
-        cannot be bound raises OSError naming it, before any target is polled.
+        share one application and one connection guard (connlimits.py), so the cap on
+        connections holds across all of them. ``self.port`` is the first address's port
+        (the one picked by the system when it is 0). An address that cannot be bound
+        raises OSError naming it, before any target is polled.
         """
+        limits = self.limits
         self._runner = web.AppRunner(
-            self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0
+            self.app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=1.0,
+            keepalive_timeout=limits.idle_timeout,
         )
         await self._runner.setup()
+        assert self._runner.server is not None
         ssl_context = self.web_config.ssl_context if self.web_config is not None else None
+        loop = asyncio.get_running_loop()
+        throttle_accept_errors(loop)
+        install_resolver(loop)
+        self.guard = ConnectionGuard(self._runner.server, limits)
         bound: list[str] = []
         for i, (h, p) in enumerate([(host, port), *more]):
-            site = web.TCPSite(self._runner, h, p, ssl_context=ssl_context)
             shown = f"[{h}]" if h and ":" in h else (h or "*")
+            # Our own listener instead of web.TCPSite: the guard sits between the socket
+            # and aiohttp's protocol. A TLS handshake gets the header-read timeout too.
             try:
-                await site.start()
+                server = await loop.create_server(
+                    self.guard,
+                    h,
+                    p,
+                    ssl=ssl_context,
+                    ssl_handshake_timeout=limits.read_header_timeout if ssl_context else None,
+                    backlog=128,
+                    reuse_address=True,
+                )
             except OSError as exc:
                 raise OSError(exc.errno, f"{shown}:{p}: {exc.strerror or exc}") from exc
-            sockets = getattr(site._server, "sockets", None) or []
+            self._servers.append(server)
+            sockets = list(server.sockets or ())
             actual = sockets[0].getsockname()[1] if sockets else p
             if i == 0:
                 self.port = actual
@@ -159,6 +193,9 @@ class Exporter:
                 ),
                 tls=ssl_context is not None,
                 basic_auth=bool(self.web_config and self.web_config.auth_enabled),
+                max_connections=self.guard.cap,
+                read_header_timeout=f"{limits.read_header_timeout:g}s",
+                idle_timeout=f"{limits.idle_timeout:g}s",
             ),
         )
 
@@ -171,7 +208,8 @@ class Exporter:
                 self.web.reload_success = False
                 return False, problems
             try:
-                config = await asyncio.to_thread(self.loader)
+                loop = asyncio.get_running_loop()
+                config = await loop.run_in_executor(self._reload_executor, self.loader)
             except ConfigError as exc:
                 problems = exc.lines()
                 for line in problems:
@@ -181,12 +219,22 @@ class Exporter:
                     )
                 self.web.reload_success = False
                 return False, problems
+            except Exception as exc:  # a bug in validation: still a failed reload, reported
+                problems = [f"the configuration could not be loaded ({type(exc).__name__})"]
+                log.exception(
+                    "reload refused, keeping the running configuration",
+                    extra=kv(problem=problems[0]),
+                )
+                self.web.reload_success = False
+                return False, problems
             await self.apply(config)
             return True, []
 
     async def apply(self, config: RootConfig) -> None:
         """Swap in a validated configuration, keeping the runners of unchanged targets."""
-        register_secrets(config.secrets())
+        # Old and new secrets while the old targets stop (their last log lines may
+        # carry an old one), then only the new ones: the list is replaced, not grown.
+        register_secrets([*self.config.secrets(), *config.secrets()])
         if config.log != self.config.log:
             level, fmt = self.log_flags
             setup(level or config.log.level, fmt or config.log.format)
@@ -214,6 +262,7 @@ class Exporter:
         await asyncio.gather(*(r.stop() for r in spare), return_exceptions=True)
         for runner in spare:
             self._keys.pop(runner, None)
+        register_secrets(config.secrets())
         self.web.reload_success = True
         self.web.reload_success_time = time.time()
         log.info(
@@ -228,8 +277,13 @@ class Exporter:
     async def stop(self) -> None:
         """Stop polling, close every pool and the HTTP server, each under a deadline."""
         await asyncio.gather(*(r.stop() for r in self.runners), return_exceptions=True)
+        for server in self._servers:
+            server.close()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.guard is not None:
+            self.guard.close_all()
+        self._reload_executor.shutdown(wait=False, cancel_futures=True)
         shutdown: Any = getattr(self.observer, "shutdown", None)
         if callable(shutdown):
             try:

@@ -23,11 +23,11 @@ from .exposition import GZIP_LEVEL, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
 from .logs import kv
 from .metrics import GaugeMetricFamily, Metric, merge_exposition, render_families
 from .poller import TargetRunner
-from .probe import NotThisShard, Prober, ProbeRequestError
+from .probe import NotThisShard, Prober, ProbeRateLimited, ProbeRequestError
 from .probe import deadline as probe_deadline
 from .probe import render as render_probe
 from .probe import select as select_target
-from .webconfig import BasicAuth
+from .webconfig import AuthBusy, BasicAuth
 
 log = logging.getLogger("sparki.web")
 
@@ -180,14 +180,16 @@ def make_app(
     auth: BasicAuth | None = None,
     headers: Mapping[str, str] | None = None,
     reload: ReloadHook | None = None,
+    probe_rate: float = 1.0,
 ) -> web.Application:
     """The aiohttp application serving the exporter's endpoints.
 
     ``auth`` protects every path with basic authentication; ``headers`` are added to
-    every response; ``reload`` enables ``POST /-/reload`` (off unless given).
+    every response; ``reload`` enables ``POST /-/reload`` (off unless given);
+    ``probe_rate`` is the polls per second /probe may start per target (0: no limit).
     """
     state = runners if isinstance(runners, WebState) else WebState(runners)
-    prober = Prober()
+    prober = Prober(rate=probe_rate)
 
     async def metrics(request: web.Request) -> web.Response:
         def own(openmetrics: bool) -> bytes:
@@ -218,7 +220,12 @@ def make_app(
             return _bad_request(str(exc))
         except (UnicodeError, ValueError):
             return _bad_request("the query string is not valid: /probe?target=NAME")
-        result = await prober.probe(runner, timeout)
+        try:
+            result = await prober.probe(runner, timeout)
+        except ProbeRateLimited as exc:
+            return web.Response(
+                status=429, text=f"{exc}\n", headers={"Retry-After": str(exc.retry_after)}
+            )
         if result.error is not None:
             log.debug(
                 "probe failed",
@@ -269,7 +276,15 @@ def make_app(
         async def basic_auth(
             request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
         ) -> web.StreamResponse:
-            if not await checker.check(request.headers.get("Authorization")):
+            try:
+                ok = await checker.check(request.headers.get("Authorization"))
+            except AuthBusy:
+                return web.Response(
+                    status=503,
+                    text="too many password checks waiting; retry in a second\n",
+                    headers={"Retry-After": "1"},
+                )
+            if not ok:
                 return web.Response(
                     status=401,
                     text="Unauthorized\n",
@@ -290,6 +305,8 @@ def make_app(
 
     async def close_prober(app: web.Application) -> None:
         await prober.close()
+        if auth is not None:
+            auth.close()
 
     app.on_cleanup.append(close_prober)
     app.router.add_get(telemetry_path, metrics)

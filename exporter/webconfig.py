@@ -18,10 +18,11 @@ Every problem is reported with its dotted path (``tls_server_config.cert_file``)
 the exporter exits with status 2 before listening, as with the main config. Like
 exporter-toolkit, authentication protects every path, ``/healthz`` included.
 
-bcrypt is deliberately slow, so checks run on a worker thread (the event loop keeps
-serving), at most two at a time (a flood of wrong passwords cannot take every CPU),
-and successful checks are remembered under an HMAC of user, password and hash with a
-per-process random key: the cache holds no password, and a changed hash never matches
+bcrypt is deliberately slow, so checks run on worker threads of their own (the event
+loop keeps serving), at most two at a time (a flood of wrong passwords cannot take
+every CPU) with at most eight more waiting (beyond that, 503 at once), and successful
+checks are remembered under an HMAC of user, password and hash with a per-process
+random key: the cache holds no password, and a changed hash never matches
 an old entry.
 """
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import concurrent.futures
 import hashlib
 import hmac
 import os
@@ -320,17 +322,31 @@ def parse_basic(header: str | None) -> tuple[str, str] | None:
     return user, password
 
 
+class AuthBusy(Exception):
+    """Too many password checks are waiting: answer 503 now rather than queue."""
+
+
 class BasicAuth:
-    """Checks credentials against bcrypt hashes, caching successes safely."""
+    """Checks credentials against bcrypt hashes, caching successes safely.
+
+    Checks run on an executor of their own (never the loop's default one, which
+    name resolution or reloads might be using) with ``CONCURRENCY`` threads, and at
+    most ``QUEUE`` more checks wait for one: beyond that :meth:`check` raises
+    :class:`AuthBusy` at once, so a flood of wrong passwords gets 503s instead of
+    pushing a legitimate scrape past Prometheus's scrape timeout.
+    """
 
     CACHE_SIZE = 1024
     CONCURRENCY = 2
+    QUEUE = 8
 
     def __init__(self, users: Mapping[str, str]) -> None:
         self.users = {user: hashed.encode() for user, hashed in users.items()}
         self._key = secrets.token_bytes(32)
         self._ok: OrderedDict[bytes, None] = OrderedDict()
-        self._slots = asyncio.Semaphore(self.CONCURRENCY)
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.pending = 0
+        self.busy_refusals = 0
         self._dummy: bytes | None = None
 
     def _cache_key(self, user: str, password: str, hashed: bytes) -> bytes:
@@ -362,6 +378,7 @@ class BasicAuth:
         return ok and hashed is not None
 
     async def check(self, header: str | None) -> bool:
+        """True for valid credentials; AuthBusy when too many checks are waiting."""
         credentials = parse_basic(header)
         if credentials is None:
             return False
@@ -372,10 +389,26 @@ class BasicAuth:
             if key in self._ok:
                 self._ok.move_to_end(key)
                 return True
-        async with self._slots:
-            ok = await asyncio.to_thread(self._check, password, hashed)
+        if self.pending >= self.CONCURRENCY + self.QUEUE:
+            self.busy_refusals += 1
+            raise AuthBusy
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.CONCURRENCY, thread_name_prefix="sparki-bcrypt"
+            )
+        self.pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(self._executor, self._check, password, hashed)
+        finally:
+            self.pending -= 1
         if ok and hashed is not None:
             self._ok[self._cache_key(user, password, hashed)] = None
             while len(self._ok) > self.CACHE_SIZE:
                 self._ok.popitem(last=False)
         return ok
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None

@@ -188,3 +188,77 @@ def test_serve_refuses_a_bad_config_with_exit_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "postgres" in result.stderr and "Traceback" not in result.stderr
+
+
+HUGE = "1" + "0" * 309  # an integer YAML reads exactly, past float's range
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "message"),
+    [
+        (f"poll_interval: {HUGE}\npostgres:\n  - name: a\n", "poll_interval", "too long"),
+        (
+            f"postgres:\n  - name: a\n    poll_timeout: {HUGE}\n",
+            "postgres.0.poll_timeout",
+            "too long",
+        ),
+        (
+            f"s3:\n  - name: a\n    bucket: b\n    connect_timeout: {HUGE}\n",
+            "s3.0.connect_timeout",
+            "too long",
+        ),
+        (
+            "postgres:\n  - name: a\n    statement_timeout: 30d\n",
+            "postgres.0.statement_timeout",
+            "at most 2147483.647s, about 24.9d (PostgreSQL's maximum, INT_MAX ms)",
+        ),
+        (
+            "postgres:\n  - name: a\n    lock_timeout: 25d\n",
+            "postgres.0.lock_timeout",
+            "PostgreSQL's maximum",
+        ),
+    ],
+)
+def test_out_of_range_durations_are_reported_with_their_path(
+    tmp_path: Path, body: str, path: str, message: str
+) -> None:
+    """1e309 as an integer used to raise an uncaught OverflowError (a traceback, exit 1);
+    statement_timeout: 30d used to pass and then fail every poll."""
+    f = tmp_path / "c.yml"
+    f.write_text(body)
+    result = check_config(f)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"{f}: {path}: " in result.stderr and message in result.stderr, result.stderr
+
+
+def test_the_largest_postgres_timeouts_are_accepted() -> None:
+    config = validate(
+        {"postgres": [{"name": "a", "statement_timeout": "24d", "lock_timeout": "2147483s"}]}, {}
+    )
+    target = config.targets()[0][1]
+    assert target.statement_timeout == 24 * 86400  # type: ignore[attr-defined]
+
+
+def test_duplicate_keys_are_refused_with_file_and_line(tmp_path: Path) -> None:
+    f = tmp_path / "c.yml"
+    f.write_text(
+        "poll_interval: 15s\n"
+        "postgres:\n"
+        "  - name: a\n"
+        "    password: first-secret-value\n"
+        "    password: second-secret-value\n"
+    )
+    result = check_config(f)
+    assert result.returncode == 2
+    assert "duplicate key (first given at line 4) at line 5, column 5" in result.stderr
+    assert str(f) in result.stderr
+    assert "secret-value" not in result.stderr
+    # Overriding a key merged in with << is what YAML merges are for: allowed.
+    f.write_text(
+        "defaults: &d {poll_timeout: 2s, dsn: 'postgresql:///x'}\n"
+        "postgres:\n  - <<: *d\n    name: a\n    poll_timeout: 3s\n"
+    )
+    with pytest.raises(ConfigError) as err:
+        load(f)
+    assert err.value.lines() == ["defaults: unknown key"]

@@ -286,3 +286,57 @@ async def test_a_failed_polls_partial_snapshot_is_exported_with_up_0() -> None:
     assert result.error is not None and result.error.reason == Reason.CONNECT
     assert b'sparki_fake_attempts_total{target="f"} 3' in b"".join(f.body for f in result.rendered)
     await runner.stop()
+
+
+async def test_concurrent_probes_share_one_poll_and_a_flood_gets_429(
+    pg_primary: PgCluster,
+) -> None:
+    """100 clients probing one target at once make one poll, not 100; probes that would
+    each start a poll are limited per target (burst, then 429 with Retry-After), and
+    other targets are not affected."""
+    import aiohttp
+
+    from exporter import config as config_mod
+    from exporter.connlimits import ServerLimits
+    from exporter.poller import PollEvent
+    from exporter.service import Exporter
+
+    events: list[PollEvent] = []
+    cfg = config_mod.validate(
+        {
+            "poll_interval": "60s",
+            "poll_timeout": "5s",
+            "postgres": [pg_primary.target("a"), pg_primary.target("b")],
+        },
+        {},
+    )
+    exporter = Exporter(cfg, observer=events.append, limits=ServerLimits(probe_rate=0.5))
+    await exporter.start("127.0.0.1", 0)
+    base = f"http://127.0.0.1:{exporter.port}/probe?target="
+    try:
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30), connector=aiohttp.TCPConnector(limit=0)
+        ) as session:
+
+            async def get(name: str) -> tuple[int, str | None]:
+                async with session.get(base + name) as resp:
+                    await resp.read()
+                    return resp.status, resp.headers.get("Retry-After")
+
+            results = await asyncio.gather(*(get("a") for _ in range(100)))
+            assert {status for status, _ in results} == {200}
+            probes = [e for e in events if e.kind == "probe" and e.target == "a"]
+            assert len(probes) == 1, len(probes)
+
+            sequential = [await get("a") for _ in range(8)]
+            statuses = [status for status, _ in sequential]
+            # The burst of five, less the one the concurrent probes used, then 429.
+            assert statuses[:4] == [200] * 4 and 429 in statuses[4:], statuses
+            refused = [after for status, after in sequential if status == 429]
+            assert all(after is not None and 1 <= int(after) <= 2 for after in refused)
+            assert len([e for e in events if e.kind == "probe" and e.target == "a"]) <= 6
+            assert (await get("b"))[0] == 200  # per target
+            await asyncio.sleep(int(refused[-1]))
+            assert (await get("a"))[0] == 200  # the bucket refills
+    finally:
+        await exporter.stop()

@@ -253,3 +253,89 @@ async def test_in_process_reload_swaps_runners(pg_primary: PgCluster) -> None:
         assert not ok and problems and exporter.runners[0] is x
     finally:
         await exporter.stop()
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        ("poll_timeout: 1" + "0" * 309, "postgres.0.poll_timeout: is too long"),
+        ("statement_timeout: 30d", "postgres.0.statement_timeout: is too long"),
+    ],
+)
+def test_out_of_range_duration_fails_the_reload_everywhere(
+    pg_primary: PgCluster, process, bad: str, problem: str
+) -> None:
+    """An overflowing or out-of-range duration is a failed reload on every path: POST
+    /-/reload answers 400 with the field's path, SIGHUP logs it, and
+    sparki_exporter_config_last_reload_successful reads 0; the running config stays."""
+    pg_primary.ensure_monitor_role()
+    good = HEAD + "postgres:\n" + pg_target(pg_primary, "db")
+    p = process(good, "--web.enable-lifecycle")
+    p.wait(lambda: p.value("sparki_up", target="db") == 1)
+    broken = good + f"    {bad}\n"
+
+    p.cfg.write_text(broken)
+    status, body = p.get("/-/reload", "POST")
+    assert status == 400, body
+    assert problem in body
+    assert p.value("sparki_exporter_config_last_reload_successful") == 0
+
+    p.cfg.write_text(good)
+    assert p.get("/-/reload", "POST")[0] == 200
+    assert p.value("sparki_exporter_config_last_reload_successful") == 1
+
+    p.hup(broken)
+    p.wait(lambda: p.value("sparki_exporter_config_last_reload_successful") == 0)
+    log = p.log.read_text()
+    assert "reload refused, keeping the running configuration" in log and problem in log
+    assert "Traceback" not in log and "never retrieved" not in log
+    assert p.value("sparki_up", target="db") == 1
+
+
+async def test_redaction_is_by_token_and_replaced_on_reload(
+    s3_server, start_exporter, captured_logs
+) -> None:
+    """A secret that is a common word ("sparki", the compose file's access key) is
+    redacted where it stands as a value, not inside logger names or identifiers; after a
+    reload the list holds the new secrets only."""
+    import logging
+
+    from exporter import logs as logs_mod
+    from exporter.logs import kv
+
+    probe = logging.getLogger("sparki.test")
+    exp = await start_exporter(
+        {
+            "poll_interval": "5s",
+            "poll_timeout": "2s",
+            "s3": [
+                s3_server.target(
+                    "artifacts", access_key_id="sparki", secret_access_key="sparki-secret-k3y"
+                )
+            ],
+        }
+    )
+    await exp.wait_value("sparki_up", 1.0, target="artifacts")
+    probe.warning("driver said", extra=kv(error='access key "sparki" rejected; key=sparki'))
+    text = captured_logs()
+    assert "logger=sparki.service" in text and "logger=sparki.test" in text
+    assert "<redacted>." not in text
+    assert 'error="access key \\"<redacted>\\" rejected; key=<redacted>"' in text
+
+    second = config_mod.validate(
+        {
+            "poll_interval": "5s",
+            "poll_timeout": "2s",
+            "s3": [
+                s3_server.target(
+                    "artifacts", access_key_id="rotated-key", secret_access_key="n3w-secret"
+                )
+            ],
+        },
+        {},
+    )
+    await exp.exporter.apply(second)
+    assert logs_mod._SECRETS == {"rotated-key", "n3w-secret"}
+    probe.warning("after", extra=kv(old="key=sparki", new="key=rotated-key"))
+    last = captured_logs().splitlines()[-1]
+    assert 'old="key=sparki"' in last and 'new="key=<redacted>"' in last

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -323,3 +325,39 @@ def test_check_config_and_serve_exit_2_on_a_bad_web_config(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     assert "basic auth on" in done.stdout
+
+
+async def test_wrong_password_flood_gets_503_not_a_queue(web_exporter, tmp_path: Path) -> None:
+    """100 clients with a wrong password (bcrypt cost 12) at once: beyond the bounded
+    queue they get 503 with Retry-After immediately, and a good scrape sent during the
+    flood is answered (200 or 503) in about a second instead of after the whole queue."""
+    slow_hash = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(12)).decode()
+    web = write(tmp_path / "web.yml", f"basic_auth_users:\n  prometheus: '{slow_hash}'\n")
+    exp = await web_exporter(web)
+    base = f"http://127.0.0.1:{exp.port}"
+    limit = BasicAuth.CONCURRENCY + BasicAuth.QUEUE
+
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=60), connector=aiohttp.TCPConnector(limit=0)
+    ) as session:
+
+        async def get(auth: str) -> tuple[int, str | None, float]:
+            start = time.monotonic()
+            async with session.get(base + "/metrics", headers={"Authorization": auth}) as r:
+                await r.read()
+                return r.status, r.headers.get("Retry-After"), time.monotonic() - start
+
+        flood = [asyncio.create_task(get(basic("prometheus", f"wrong{i}"))) for i in range(100)]
+        await asyncio.sleep(0.3)
+        good_status, _, good_took = await get(basic("prometheus", PASSWORD))
+        results = await asyncio.gather(*flood)
+        busy = [r for r in results if r[0] == 503]
+        assert all(r[0] in (401, 503) for r in results)
+        assert len(busy) >= 100 - limit - 1, [r[0] for r in results]
+        assert all(r[1] == "1" for r in busy)
+        assert max(r[2] for r in busy) < 2.0
+        assert good_status in (200, 503)
+        # At most a full queue ahead of it at cost 12 on two threads, never the flood.
+        assert good_took < 5.0, good_took
+        # Once the flood is over, the good credentials get in.
+        assert (await get(basic("prometheus", PASSWORD)))[0] == 200

@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import psycopg
 from psycopg import AsyncConnection
@@ -29,7 +29,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr, field_validator
 
 from ..adapter import AdapterSpec, PollError, Reason
-from ..config import Duration, GlobalConfig, TargetConfig
+from ..config import Duration, GlobalConfig, TargetConfig, at_most
 from ..logs import kv
 from ..metrics import (
     CounterMetricFamily,
@@ -39,6 +39,7 @@ from ..metrics import (
     Metric,
     histogram_family,
 )
+from ._pgerrors import check_dsn_options, classify
 
 log = logging.getLogger("sparki.postgres")
 
@@ -81,6 +82,14 @@ def _buckets(value: Any) -> Any:
     return value
 
 
+# statement_timeout and lock_timeout are ints of milliseconds on the server: longer
+# than INT_MAX ms (about 24.8 days) is refused by every SET, so by check-config too.
+PG_MAX_TIMEOUT_MS = 2_147_483_647
+PgTimeout = Annotated[
+    Duration, at_most(PG_MAX_TIMEOUT_MS / 1000, "PostgreSQL's maximum, INT_MAX ms")
+]
+
+
 class PostgresConfig(TargetConfig):
     """One PostgreSQL server. ``dsn`` is a libpq URL or key=value string."""
 
@@ -89,10 +98,10 @@ class PostgresConfig(TargetConfig):
     dsn: str = "postgresql:///postgres"
     password: SecretStr | None = None
     application_name: str = "sparki-exporter"
-    statement_timeout: Duration | None = Field(
+    statement_timeout: PgTimeout | None = Field(
         None, description="server-side limit per query; defaults to the poll timeout"
     )
-    lock_timeout: Duration = 1.0
+    lock_timeout: PgTimeout = 1.0
     statements_top_n: int = Field(100, ge=0, le=10000)
     exclude_own_statements: bool = Field(
         True,
@@ -118,6 +127,7 @@ class PostgresConfig(TargetConfig):
         except psycopg.ProgrammingError:
             # libpq's message can quote the string, which may hold a password: say less.
             raise ValueError("not a valid libpq connection string or postgresql:// URL") from None
+        check_dsn_options(params)
         ports = str(params.get("port", "5432")).split(",")
         if not all(p.strip().isdigit() and 0 < int(p) < 65536 for p in ports):
             raise ValueError("the port in the DSN must be a number from 1 to 65535")
@@ -299,8 +309,11 @@ class PostgresTarget:
         conn = await AsyncConnection.connect(
             make_conninfo(self.config.dsn, **params), autocommit=True
         )
-        statement_ms = int((self.config.statement_timeout or self.timeout) * 1000)
-        lock_ms = int(self.config.lock_timeout * 1000)
+        # At least 1 ms (0 would mean no limit), at most the server's maximum (a poll
+        # timeout longer than that leaves the statements unlimited in practice anyway).
+        statement_s = self.config.statement_timeout or self.timeout
+        statement_ms = min(max(1, round(statement_s * 1000)), PG_MAX_TIMEOUT_MS)
+        lock_ms = min(max(1, round(self.config.lock_timeout * 1000)), PG_MAX_TIMEOUT_MS)
         try:
             await conn.execute(f"SET statement_timeout = {statement_ms}")
             await conn.execute(f"SET lock_timeout = {lock_ms}")
@@ -690,35 +703,6 @@ def families(snap: PostgresSnapshot) -> list[Metric]:
     )
     out.append(server)
     return out
-
-
-def classify(exc: BaseException) -> PollError:
-    """Map driver errors to the contract's reasons, with a message free of credentials."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    sqlstate = getattr(exc, "sqlstate", None) or ""
-    lowered = text.lower()
-    if (
-        sqlstate in ("28P01", "28000")
-        or "password authentication failed" in lowered
-        or "no password supplied" in lowered
-        or "authentication failed" in lowered
-    ):
-        reason = Reason.AUTH
-    elif sqlstate == "42501" or sqlstate.startswith("28"):
-        reason = Reason.PERMISSION
-    elif sqlstate == "57014" or "timeout" in lowered:
-        reason = Reason.TIMEOUT
-    elif isinstance(exc, psycopg.OperationalError) and not sqlstate:
-        reason = Reason.CONNECT
-    elif sqlstate.startswith("08"):
-        reason = Reason.CONNECT
-    elif isinstance(exc, psycopg.DatabaseError | PollError):
-        reason = Reason.PROTOCOL
-    elif isinstance(exc, OSError):
-        reason = Reason.CONNECT
-    else:
-        reason = Reason.OTHER
-    return PollError(reason, text)
 
 
 ADAPTER = AdapterSpec(
