@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import shutil
 import socket
 import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -383,6 +385,122 @@ async def test_restart_and_resetstat_never_decrease_and_recover(
     assert_never_decreased(after_restart, after_reset)
     assert (await histogram(exp, "rs", "get"))["count"] == 67
     assert all(v >= 0 for v in after_reset.values())
+
+
+class Driven:
+    """One target polled by hand against a real server: the test decides what happens
+    between two polls, which a scheduled exporter cannot promise on a loaded machine."""
+
+    def __init__(self, server: RedisServer, **extra: Any) -> None:
+        root = config_mod.validate({"redis": [server.target("driven", **extra)]}, {})
+        self.target = adapter.RedisTarget(root.targets()[0][1], root)  # type: ignore[arg-type]
+
+    async def poll(self, timeout: float = 20.0) -> dict[str, int]:
+        """Poll until one succeeds (the first after a restart fails); counts per cmd."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                snap = await self.target.poll()
+                return {cmd: hist.count for cmd, hist in snap.nodes[0].commands}
+            except PollError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+
+    async def close(self) -> None:
+        await self.target.close()
+
+
+def run_gets(server: RedisServer, times: int, *, latency_calls: int = 0) -> None:
+    """``times`` GETs; ``latency_calls`` LATENCY HISTOGRAMs from another client first."""
+    with server.client() as c:
+        for _ in range(latency_calls):
+            c.execute_command("LATENCY", "HISTOGRAM", "ping")
+        pipe = c.pipeline(transaction=False)
+        for _ in range(times):
+            pipe.get("a")
+        pipe.execute()
+
+
+@pytest.mark.parametrize("polls_before", [1, 3])
+async def test_resetstat_followed_by_more_calls_than_before_counts_from_the_reset(
+    redis_private: RedisServer, polls_before: int
+) -> None:
+    """A young server: after the reset every count, the total included, is higher than at
+    the previous poll, so only the exporter's own missing call reveals the reset."""
+    driven = Driven(redis_private)
+    try:
+        run_gets(redis_private, 10)
+        counted = await driven.poll()  # baseline: get = 10, not counted
+        for _ in range(polls_before - 1):
+            run_gets(redis_private, 5)
+            counted = await driven.poll()
+        before = counted.get("get", 0)
+        assert before == 5 * (polls_before - 1)
+        with redis_private.client() as c:
+            c.config_resetstat()
+        run_gets(redis_private, 40)
+        assert (await driven.poll())["get"] == before + 40
+    finally:
+        await driven.close()
+
+
+async def test_restart_followed_by_more_calls_is_seen_by_run_id_alone(
+    redis_private: RedisServer,
+) -> None:
+    """After the restart another client's LATENCY HISTOGRAM calls hide the exporter's own
+    missing call and every count grows: only the new run_id says the server restarted."""
+    driven = Driven(redis_private)
+    try:
+        run_gets(redis_private, 10)
+        await driven.poll()  # baseline
+        redis_private.restart()
+        run_gets(redis_private, 40, latency_calls=3)
+        assert (await driven.poll())["get"] == 40
+    finally:
+        await driven.close()
+
+
+async def test_resetstat_after_heavy_traffic_is_seen_by_the_total_alone(
+    redis_private: RedisServer,
+) -> None:
+    """The reset hides behind other clients' LATENCY HISTOGRAM calls and GET grows, but
+    total_commands_processed went backwards: that alone must reveal the reset."""
+    driven = Driven(redis_private)
+    try:
+        with redis_private.client() as c:
+            pipe = c.pipeline(transaction=False)
+            for i in range(500):
+                pipe.set(f"k{i}", "v")
+            pipe.execute()
+        run_gets(redis_private, 10)
+        await driven.poll()  # baseline
+        with redis_private.client() as c:
+            c.config_resetstat()
+        run_gets(redis_private, 40, latency_calls=3)
+        assert (await driven.poll())["get"] == 40
+    finally:
+        await driven.close()
+
+
+async def test_latency_tracking_off_is_not_mistaken_for_a_reset(
+    redis_private: RedisServer,
+) -> None:
+    """With tracking off nothing is counted, the exporter's own call included: frozen
+    counts must not be re-added at every poll as if the statistics had been reset."""
+    driven = Driven(redis_private)
+    try:
+        run_gets(redis_private, 10)
+        await driven.poll()
+        run_gets(redis_private, 5)
+        assert (await driven.poll())["get"] == 5
+        with redis_private.client() as c:
+            c.config_set("latency-tracking", "no")
+        for _ in range(3):
+            run_gets(redis_private, 5)
+            assert (await driven.poll())["get"] == 5
+    finally:
+        await driven.close()
 
 
 async def test_hung_address_goes_down_within_the_deadline_and_recovers(

@@ -178,6 +178,24 @@ def test_sighup_applies_a_good_config_and_keeps_unchanged_targets(
     assert p.stop().count("Traceback") == 0
 
 
+def test_sighup_that_changes_only_the_global_schedule_is_applied(redis_server, process) -> None:
+    """Nothing in the target changes, only the top-level poll_interval: the target must
+    move to the new schedule (a kept runner would go on polling every 30 s)."""
+    target = f"redis:\n  - name: cache\n    url: {redis_server.url}\n"
+    p = process("poll_interval: 30s\npoll_timeout: 800ms\n" + target)
+    polls = "sparki_redis_probe_duration_seconds_count"
+    p.wait(lambda: p.value(polls, target="cache") == 1)  # the first poll; the next in 30 s
+    assert "30s / 0.8s" in p.get("/")[1]
+
+    p.hup("poll_interval: 1s\npoll_timeout: 800ms\n" + target)
+    p.wait(lambda: "configuration reloaded" in p.log.read_text())
+    # Four polls at 1 s come long before the old schedule's next one at 30 s.
+    p.wait(lambda: (p.value(polls, target="cache") or 0) >= 4, timeout=25)
+    assert "1s / 0.8s" in p.get("/")[1]
+    assert p.value("sparki_exporter_config_last_reload_successful") == 1
+    assert p.stop().count("Traceback") == 0
+
+
 def test_sighup_with_a_broken_config_keeps_the_running_one(pg_primary: PgCluster, process) -> None:
     pg_primary.ensure_monitor_role()
     good = HEAD + "postgres:\n" + pg_target(pg_primary, "a")
