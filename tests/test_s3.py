@@ -711,6 +711,7 @@ def test_minio_counters_survive_node_restarts_and_node_switches():
     tracker.apply("u", reading(5, "n1"))  # n1 restarted: its new count is all new
     tracker.apply("u", reading(50, "n2"))  # a load balancer answered from another node
     tracker.apply("u", reading(8, "n1"))  # back on n1: only the increase counts
+    tracker.apply("u", reading(8, "n1"))  # unchanged between two scrapes: nothing to add
     assert tracker.totals[("requests", "b", "get")] == 130 + 5 + 50 + 3
 
 
