@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_core import free_port
+from fixtures_core import free_port, wait_until
 from fixtures_pg import PgCluster
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -67,18 +66,16 @@ class Process:
         return found[0].value if found else None
 
     def wait(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
+        """Wait for ``predicate`` while the process lives; the log tells why it did not."""
+
+        def check() -> Any:
             assert self.proc.poll() is None, self.log.read_text()
-            try:
-                last = predicate()
-            except OSError:
-                last = None
-            if last:
-                return last
-            time.sleep(0.1)
-        raise AssertionError(f"not met within {timeout}s (last {last!r}):\n{self.log.read_text()}")
+            return predicate()
+
+        try:
+            return wait_until(check, timeout, retry_on=(OSError,))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.log.read_text()}") from None
 
     def hup(self, config: str) -> None:
         self.cfg.write_text(config)
