@@ -890,11 +890,3 @@ def test_exported_histograms_match_a_reference_model_whatever_redis_reports(
             for i, value in enumerate([*cumulative, total]):
                 assert value >= previous.get((cmd, i), 0), (cmd, i)
                 previous[(cmd, i)] = value
-
-
-async def test_poll_runs_under_its_own_deadline(start_exporter: Any, hung_server: Any) -> None:
-    """A hung node cannot hold a poll beyond the poll timeout (no core abandon needed)."""
-    exp = await start_exporter(cfg({"name": "h", "url": f"redis://127.0.0.1:{hung_server.port}"}))
-    await exp.wait_for(lambda: exp.runner("redis", "h").state.polled, 10)
-    state = exp.runner("redis", "h").state
-    assert state.last_duration is not None and state.last_duration < 0.8 + 0.5
