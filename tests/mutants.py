@@ -5,6 +5,7 @@ Run it from the repository root (it takes a few minutes; the servers are real)::
     python tests/mutants.py            # every mutant
     python tests/mutants.py redis-     # only mutants whose name starts with "redis-"
     python tests/mutants.py --list     # names, files and the tests each one runs
+    python tests/mutants.py --show web-  # also print the failure that killed each one
 
 Each mutant is a small deliberate bug written by hand: one snippet of one file replaced
 by a wrong one, plus the tests that must catch it. Hand-written rather than generated
@@ -335,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("prefix", nargs="*", help="run only mutants whose name starts so")
     parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    parser.add_argument("--show", action="store_true", help="print how each mutant was killed")
     args = parser.parse_args(argv)
     chosen = [m for m in MUTANTS if not args.prefix or m.name.startswith(tuple(args.prefix))]
     if args.list:
@@ -381,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
                 status, detail = "ERROR", f"pytest exit {code}:\n{tail}"
             results.append((m.name, status, detail))
             print(f"{status:8} {m.name}: {detail}", flush=True)
+            if args.show and status == "killed":
+                print("    " + tail.replace("\n", "\n    "), flush=True)
 
     survived = [r for r in results if r[1] != "killed"]
     print(f"\n{len(results) - len(survived)}/{len(results)} killed")
