@@ -19,6 +19,37 @@ from exporter import config as config_mod
 from exporter.service import Exporter
 
 
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 15.0,
+    interval: float = 0.1,
+    *,
+    retry_on: tuple[type[BaseException], ...] = (),
+    what: str = "condition",
+) -> Any:
+    """Call ``predicate()`` until it returns something truthy, and return that.
+
+    The one wait of the suite (``RunningExporter.wait_for`` is its async twin): fails
+    with the last value seen once ``timeout`` passes. Only exceptions listed in
+    ``retry_on`` are retried (a connection refused while a server starts, say); any
+    other exception propagates at once, so a broken check fails in a second instead of
+    turning into a long timeout with no clue.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+        except retry_on as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -104,17 +135,20 @@ class RunningExporter:
     async def wait_for(
         self, predicate: Callable[[], Any], timeout: float = 15.0, interval: float = 0.1
     ) -> Any:
-        """Await ``predicate()`` (sync or async) until truthy; fail with its last value."""
+        """Await ``predicate()`` (sync or async) until truthy; fail with its last value.
+
+        The async twin of :func:`wait_until`: exceptions are not swallowed.
+        """
         deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
+        while True:
             last = predicate()
             if asyncio.iscoroutine(last):
                 last = await last
             if last:
                 return last
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
             await asyncio.sleep(interval)
-        raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
 
     async def wait_value(
         self, name: str, want: float | None, timeout: float = 15.0, **labels: str

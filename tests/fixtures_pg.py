@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
+from fixtures_core import wait_until
 
 from devstack.postgres import PgCluster, make_primary
 
@@ -23,13 +23,8 @@ def pg_primary() -> Iterator[PgCluster]:
 @pytest.fixture(scope="session")
 def pg_standby(pg_primary: PgCluster) -> Iterator[PgCluster]:
     standby = PgCluster().init_standby(pg_primary).start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if pg_primary.sql("SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")[0][
-            0
-        ]:
-            break
-        time.sleep(0.2)
+    streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+    wait_until(lambda: pg_primary.sql(streaming)[0][0], 30, 0.2, what="standby streaming")
     yield standby
     standby.destroy()
 

@@ -18,15 +18,14 @@ API other tests rely on:
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from fixtures_core import wait_until
 
 from devstack.redis import REDIS_CLI, REDIS_SERVER, RedisServer, TlsFiles
 
@@ -63,13 +62,7 @@ class RedisCluster:
 
     @staticmethod
     def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(redis.RedisError, OSError):
-                if predicate():
-                    return
-            time.sleep(0.1)
-        raise AssertionError(f"cluster not ready within {timeout}s")
+        wait_until(predicate, timeout, retry_on=(redis.RedisError, OSError), what="cluster ready")
 
     @staticmethod
     def _state_ok(nodes: Sequence[RedisServer], known: int) -> bool:

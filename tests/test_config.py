@@ -91,6 +91,26 @@ def test_each_mistake_names_its_path_and_exits_2(
     assert any(line.startswith(prefix) and fragment in line for line in lines), result.stderr
 
 
+@pytest.mark.parametrize("section", ["postgres", "redis", "s3"])
+def test_poll_timeout_equal_to_the_interval_is_refused(section: str) -> None:
+    """The boundary: a timeout equal to the interval would let polls run back to back
+    with no gap (and overlap with jitter), so it is refused, globally and per target."""
+    target = {
+        "postgres": {"name": "a", "dsn": "postgresql://m@db/postgres"},
+        "redis": {"name": "a", "url": "redis://cache:6379"},
+        "s3": {"name": "a", "bucket": "sparki-b", "endpoint_url": "http://s3:9000"},
+    }[section]
+    with pytest.raises(ConfigError) as err:
+        validate({"poll_interval": "10s", "poll_timeout": "10s", section: [target]}, {})
+    assert [p for p, m in err.value.problems if "shorter than poll_interval" in m] == [
+        f"{section}.0.poll_timeout"
+    ]
+    with pytest.raises(ConfigError):
+        validate({section: [{**target, "poll_interval": "2s", "poll_timeout": "2s"}]}, {})
+    just_under = validate({section: [{**target, "poll_interval": "2s", "poll_timeout": "1.99s"}]})
+    assert just_under.timeout_for(just_under.targets()[0][1]) == 1.99
+
+
 def test_all_problems_are_reported_at_once() -> None:
     with pytest.raises(ConfigError) as err:
         validate(

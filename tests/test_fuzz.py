@@ -77,6 +77,17 @@ TREES = st.recursive(
 )
 
 
+def assert_promises_kept(config: RootConfig) -> None:
+    """What a config that validated promises the rest of the exporter."""
+    targets = config.targets()
+    assert targets, "a valid config has at least one target"
+    for section in config.sections():
+        names = [t.name for t in getattr(config, section)]
+        assert len(names) == len(set(names)), f"duplicate names in {section}"
+    for _, target in targets:
+        assert 0 < config.timeout_for(target) < config.interval_for(target)
+
+
 @FUZZ
 @given(TREES)
 def test_validate_raises_only_config_errors(tree: Any) -> None:
@@ -86,7 +97,7 @@ def test_validate_raises_only_config_errors(tree: Any) -> None:
     except ConfigError as exc:
         assert exc.problems and all(isinstance(m, str) and m for _, m in exc.problems)
     else:
-        assert isinstance(result, RootConfig)
+        assert_promises_kept(result)
 
 
 @FUZZ
@@ -129,7 +140,7 @@ def _load_text(data: bytes) -> None:
     except ConfigError as exc:
         assert exc.problems
     else:
-        assert isinstance(result, RootConfig)
+        assert_promises_kept(result)
 
 
 @FUZZ

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_core import free_port
+from fixtures_core import free_port, wait_until
 from fixtures_pg import PgCluster
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -67,18 +66,16 @@ class Process:
         return found[0].value if found else None
 
     def wait(self, predicate: Callable[[], Any], timeout: float = 30.0) -> Any:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
+        """Wait for ``predicate`` while the process lives; the log tells why it did not."""
+
+        def check() -> Any:
             assert self.proc.poll() is None, self.log.read_text()
-            try:
-                last = predicate()
-            except OSError:
-                last = None
-            if last:
-                return last
-            time.sleep(0.1)
-        raise AssertionError(f"not met within {timeout}s (last {last!r}):\n{self.log.read_text()}")
+            return predicate()
+
+        try:
+            return wait_until(check, timeout, retry_on=(OSError,))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.log.read_text()}") from None
 
     def hup(self, config: str) -> None:
         self.cfg.write_text(config)
@@ -175,6 +172,24 @@ def test_sighup_applies_a_good_config_and_keeps_unchanged_targets(
     )
     p.wait(lambda: backends(pg_primary, "keep") and backends(pg_primary, "keep") != keep_before)
     p.wait(lambda: p.value("sparki_up", adapter="postgres", target="keep") == 1)
+    assert p.stop().count("Traceback") == 0
+
+
+def test_sighup_that_changes_only_the_global_schedule_is_applied(redis_server, process) -> None:
+    """Nothing in the target changes, only the top-level poll_interval: the target must
+    move to the new schedule (a kept runner would go on polling every 30 s)."""
+    target = f"redis:\n  - name: cache\n    url: {redis_server.url}\n"
+    p = process("poll_interval: 30s\npoll_timeout: 800ms\n" + target)
+    polls = "sparki_redis_probe_duration_seconds_count"
+    p.wait(lambda: p.value(polls, target="cache") == 1)  # the first poll; the next in 30 s
+    assert "30s / 0.8s" in p.get("/")[1]
+
+    p.hup("poll_interval: 1s\npoll_timeout: 800ms\n" + target)
+    p.wait(lambda: "configuration reloaded" in p.log.read_text())
+    # Four polls at 1 s come long before the old schedule's next one at 30 s.
+    p.wait(lambda: (p.value(polls, target="cache") or 0) >= 4, timeout=25)
+    assert "1s / 0.8s" in p.get("/")[1]
+    assert p.value("sparki_exporter_config_last_reload_successful") == 1
     assert p.stop().count("Traceback") == 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ssl
+import statistics
 import subprocess
 import sys
 import time
@@ -199,6 +200,38 @@ async def test_successful_checks_are_cached_and_failures_are_not() -> None:
     # Unknown users cost a bcrypt check too (no timing shortcut), and fail.
     assert not await auth.check(basic("ghost", PASSWORD))
     assert not await auth.check(basic("p", "x" * 100))  # > 72 bytes
+
+
+async def test_unknown_users_take_the_same_bcrypt_path_as_known_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No user enumeration by timing: an unknown user costs a real bcrypt check at the
+    configured cost, as long as a known user with a wrong password."""
+    cost = 9  # ~30 ms a check: far above scheduling noise, cheap enough for 14 checks
+    auth = BasicAuth({"p": bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(cost)).decode()})
+    costs: list[int] = []
+    real = bcrypt.checkpw
+
+    def recording(password: bytes, hashed: bytes) -> bool:
+        costs.append(int(hashed.split(b"$")[2]))
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", recording)
+    assert not await auth.check(basic("ghost", PASSWORD))
+    assert costs == [cost], "an unknown user must be checked against a hash of the same cost"
+
+    async def median(user: str) -> float:
+        times = []
+        for _ in range(7):
+            start = time.perf_counter()
+            assert not await auth.check(basic(user, "wrong password"))
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    known, unknown = await median("p"), await median("ghost")
+    # Same work on both paths: the medians agree within a factor that a loaded machine
+    # cannot blur, while an early answer would be over 100 times faster.
+    assert 0.5 < unknown / known < 2.0, (known, unknown)
 
 
 def test_parse_basic() -> None:

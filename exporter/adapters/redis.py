@@ -12,7 +12,8 @@ set (an edge that is missing carries the count below it; +Inf is the call count)
 takes the difference with the previous reply and adds it to histograms the exporter
 owns. The sum comes from ``INFO commandstats`` (``usec``), which Redis updates with the
 same measurement. The first reply is only a baseline. A restart (new ``run_id``),
-``CONFIG RESETSTAT`` (``total_commands_processed`` going backwards) or any count going
+``CONFIG RESETSTAT`` (``total_commands_processed`` going backwards, or the exporter's
+own previous ``LATENCY HISTOGRAM`` call missing from the reply) or any count going
 backwards for one command turn the reply into counts since the reset, so nothing the
 exporter exports can ever decrease or go negative. Only the top-N commands by calls get
 their own ``cmd``; the rest are added to ``cmd="other"``; a command's histogram is kept
@@ -95,6 +96,8 @@ NO_CLIENT_SETINFO: dict[str, Any] = (
     else {"lib_name": None, "lib_version": None}
 )
 OTHER = "other"
+# How LATENCY HISTOGRAM names the exporter's own call to it (see _own_call_missing).
+OWN_COMMAND = "latency|histogram"
 
 FIXES = {
     ("latency_histogram", "permission"): "ACL SETUSER <user> +latency|histogram",
@@ -698,8 +701,10 @@ class RedisNode:
     ) -> None:
         run_id = info.get("run_id")
         total = _int(info.get("total_commands_processed"))
-        reset = (self.run_id is not None and run_id != self.run_id) or (
-            self.total_commands is not None and total < self.total_commands
+        reset = (
+            (self.run_id is not None and run_id != self.run_id)
+            or (self.total_commands is not None and total < self.total_commands)
+            or _own_call_missing(self.commands.previous, histogram)
         )
         self.commands.update(self.commands.raw(histogram, usec), reset)
         self.run_id, self.total_commands = run_id, total
@@ -736,6 +741,30 @@ class RedisNode:
             commands_tracked=len(self.commands.previous or {}) if latency_ok else None,
             capabilities=tuple((n, self.caps[n].problem is None) for n in CAPABILITIES),
         )
+
+
+def _own_call_missing(
+    previous: Mapping[str, RawCommand] | None,
+    histogram: Mapping[str, tuple[int, Mapping[int, int]]],
+) -> bool:
+    """Whether our previous LATENCY HISTOGRAM is missing from this reply: a CONFIG RESETSTAT.
+
+    Redis counts a command after it replies, so the reply we kept does not include the
+    call that produced it; the next reply must show at least one more. Fewer means the
+    statistics were reset in between, however much traffic followed (on a young server,
+    more calls after a reset than before leave every other count, and the total, higher
+    than at the previous poll). A reply identical to the previous one is not a reset:
+    with ``latency-tracking no`` nothing is counted, our own call included.
+    """
+    if previous is None:
+        return False
+    before = previous[OWN_COMMAND].calls if OWN_COMMAND in previous else 0
+    now = histogram[OWN_COMMAND][0] if OWN_COMMAND in histogram else 0
+    if now > before:
+        return False
+    return histogram.keys() != previous.keys() or any(
+        previous[cmd].calls != calls for cmd, (calls, _) in histogram.items()
+    )
 
 
 def _int(value: str | None) -> int:
