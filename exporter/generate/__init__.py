@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import promtests, rules, runbooks
-from .catalog import SDK_REQUIREMENT, SIGNALS, anchor
+from .catalog import SDK_REQUIREMENT, SIGNALS, WATCHDOG, anchor
 from .thresholds import ThresholdsError, load
 
 THRESHOLDS_FILE = "rules/thresholds.yaml"
@@ -79,13 +79,13 @@ def unwritten_runbooks(text: str) -> list[str]:
     """Alerts whose runbook section is missing or still a skeleton with TODOs."""
     anchors = runbook_anchors_in(text)
     out = []
-    for signal in SIGNALS:
-        if anchor(signal.alert) not in anchors:
-            out.append(signal.alert)
+    for alert in [*(s.alert for s in SIGNALS), WATCHDOG]:
+        if anchor(alert) not in anchors:
+            out.append(alert)
             continue
-        section = text.split(f"### {signal.alert}\n", 1)[-1].split("\n#", 1)[0]
+        section = text.split(f"### {alert}\n", 1)[-1].split("\n#", 1)[0]
         if "TODO" in section:
-            out.append(signal.alert)
+            out.append(alert)
     return out
 
 
