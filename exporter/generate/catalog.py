@@ -266,9 +266,13 @@ SIGNALS: tuple[Signal, ...] = (
         adapter="common",
         alert="SparkiPollErrorRatioHigh",
         title="Failed polls / polls",
+        # A target down throughout the window is SparkiTargetDown's business: without
+        # the `unless`, a long outage would leave this alert past its `for` and it would
+        # page once the target is back, while the window still holds the outage.
         value=(
-            "sum without (reason) (rate(sparki_poll_errors_total[5m]))"
-            " * on (job, instance, adapter, target) sparki_poll_interval_seconds"
+            "((sum without (reason) (rate(sparki_poll_errors_total[5m]))"
+            " * on (job, instance, adapter, target) sparki_poll_interval_seconds)"
+            " unless on (job, instance, adapter, target) (max_over_time(sparki_up[5m]) == 0))"
         ),
         direction="above",
         unit="ratio",

@@ -327,6 +327,20 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
                 ),
             ),
             labels,
+            traps=(
+                (
+                    "a target down throughout is SparkiTargetDown's alone, silent",
+                    (
+                        _gauge("sparki_poll_interval_seconds", labels, _const(interval)),
+                        _counter(
+                            "sparki_poll_errors_total",
+                            {**labels, "reason": "connect"},
+                            lambda v, m, s: 60 / interval,
+                        ),
+                        _gauge("sparki_up", labels, _const(0.0)),
+                    ),
+                ),
+            ),
         )
     if key == "exporter_down":
         return Synth((_gauge("up", {}),), {})
