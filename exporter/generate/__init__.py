@@ -6,6 +6,7 @@ expression. From the two this writes
 - rules/sparki-recording.rules.yml and rules/sparki-alerts.rules.yml,
 - deploy/kubernetes/prometheusrule.yaml (the same groups, for the Prometheus Operator),
 - deploy/alertmanager/alertmanager.yml (routing, grouping and inhibition),
+- exporter/alert_edges.py (thresholds that must be histogram bucket edges),
 - dashboards/*.json (Grafana, built with grafana-foundation-sdk),
 - tests/promtool/*.test.yml (promtool unit tests of every alert).
 
@@ -22,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import alertmanager, promtests, rules, runbooks
+from . import alertmanager, edges, promtests, rules, runbooks
 from .catalog import SDK_REQUIREMENT, SIGNALS, WATCHDOG, anchor
 from .thresholds import ThresholdsError, load
 
@@ -48,6 +49,7 @@ def render_all(root: Path) -> dict[str, str]:
     files: dict[str, str] = {}
     files.update(rules.render(thresholds))
     files.update(alertmanager.render(thresholds))
+    files.update(edges.render(thresholds))
     files.update(dashboards.render(thresholds))
     files.update(promtests.render(thresholds))
     book = root / RUNBOOKS_FILE

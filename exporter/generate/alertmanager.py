@@ -63,7 +63,8 @@ HEADER = """\
 # rejects it - so the URL stays here and the credential is `credentials_file`.
 #
 # Check it: amtool check-config deploy/alertmanager/alertmanager.yml
-#           amtool config routes test --config.file=deploy/alertmanager/alertmanager.yml severity=critical
+#           amtool config routes test \
+#             --config.file=deploy/alertmanager/alertmanager.yml severity=critical
 """
 
 

@@ -564,6 +564,14 @@ SIGNALS: tuple[Signal, ...] = (
 
 SIGNALS_BY_KEY = {s.key: s for s in SIGNALS}
 
+# Signals that compare a histogram's percentile with their thresholds: those thresholds
+# must be bucket edges of the histogram (exporter/alert_edges.py, generated).
+HISTOGRAM_SIGNALS = {
+    "postgres_statement_latency": "sparki_postgres_statement_duration_seconds",
+    "redis_command_latency": "sparki_redis_command_duration_seconds",
+    "s3_canary_latency": "sparki_s3_probe_duration_seconds",
+}
+
 
 def resolve(expr: str, exporter_job: str) -> str:
     """An expression with the exporter's scrape job (thresholds.yaml) filled in."""
