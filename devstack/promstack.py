@@ -63,12 +63,17 @@ class Process:
 
 
 def shorten_for(rules_text: str, seconds: int) -> str:
-    """Replace every ``for:`` of alert rules by ``seconds`` (keeping 0 as 0)."""
+    """Replace every ``for:`` of alert rules by ``seconds`` (keeping 0 as 0), and every
+    ``keep_firing_for`` by three times that: still longer than SparkiTargetDown's
+    shortened ``for``, as the shipped value is longer than its real one, so an outage
+    plays out in the same order, only faster."""
     data = yaml.safe_load(rules_text)
     for group in data.get("groups", []):
         for rule in group.get("rules", []):
             if "alert" in rule and rule.get("for") not in (None, "0s", "0m", 0):
                 rule["for"] = f"{seconds}s"
+            if "alert" in rule and "keep_firing_for" in rule:
+                rule["keep_firing_for"] = f"{3 * seconds}s"
     return str(yaml.safe_dump(data, sort_keys=False))
 
 

@@ -22,6 +22,9 @@ import pytest
 import yaml
 from fixtures_core import free_port
 
+from exporter.generate import alertmanager as generate_alertmanager
+from exporter.generate.thresholds import load
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
 AMTOOL = shutil.which("amtool") or "/usr/bin/amtool"
@@ -62,6 +65,7 @@ def test_amtool_check_config() -> None:
         ),
         (["severity=warning", "alertname=SparkiS3CanaryFailing", "target=minio"], "chat"),
         (["severity=info", "alertname=Other"], "chat"),  # unknown severity: still seen
+        (["severity=heartbeat", "alertname=SparkiWatchdog"], "heartbeat"),
     ],
 )
 def test_amtool_routes(labels: list[str], receiver: str) -> None:
@@ -92,21 +96,37 @@ def test_uses_matchers_not_the_deprecated_match() -> None:
     assert any(k.endswith(".matchers") for k in keys)
 
 
+IDENTITY = {"adapter", "cluster", "job", "instance", "target"}
+SIGNAL_LABELS = {"datname", "replica", "node", "bucket", "operation", "capability", "class"}
+
+
 def test_grouping_and_inhibition() -> None:
     cfg = config()
     route = cfg["route"]
-    assert route["group_by"] == ["alertname", "target"]
-    by_severity = {r["matchers"][0]: r["receiver"] for r in route["routes"]}
-    assert by_severity == {'severity="critical"': "pager", 'severity="warning"': "chat"}
+    assert set(route["group_by"]) == {"alertname"} | IDENTITY | SIGNAL_LABELS
+    by_matcher = {r["matchers"][0]: r["receiver"] for r in route["routes"]}
+    assert by_matcher == {
+        'alertname="SparkiWatchdog"': "heartbeat",
+        'severity="critical"': "pager",
+        'severity="warning"': "chat",
+    }
     rule = cfg["inhibit_rules"][0]
     assert rule["source_matchers"] == ['severity="critical"']
     assert rule["target_matchers"] == ['severity="warning"']
-    assert set(rule["equal"]) == {"alertname", "target"}
+    assert set(rule["equal"]) == {"alertname"} | IDENTITY | SIGNAL_LABELS
+    for rule in cfg["inhibit_rules"][1:]:
+        assert set(rule["equal"]) == IDENTITY, rule
+
+
+def test_the_committed_config_is_the_generated_one() -> None:
+    th = load(ROOT / "rules" / "thresholds.yaml")
+    (path, text), *_ = generate_alertmanager.render(th).items()
+    assert (ROOT / path).read_text() == text
 
 
 def test_receivers_read_their_secrets_from_files() -> None:
     receivers = {r["name"]: r for r in config()["receivers"]}
-    assert set(receivers) == {"pager", "chat"}
+    assert set(receivers) == {"pager", "chat", "heartbeat"}
     for name, receiver in receivers.items():
         assert set(receiver) == {"name", "webhook_configs"}, name
         for hook in receiver["webhook_configs"]:
@@ -258,3 +278,112 @@ def test_real_alertmanager_pages_critical_and_inhibits_its_warning(
     assert inhibited["state"] == "suppressed" and inhibited["inhibitedBy"]
     assert states[("SparkiRedisMemoryHigh", "sessions", "warning")]["state"] == "active"
     assert states[("SparkiRedisMemoryHigh", "cache", "critical")]["state"] == "active"
+
+
+def am_state(base: str, labels: dict[str, str]) -> dict[str, Any]:
+    """The status of the one alert Alertmanager holds with exactly these labels."""
+    with urllib.request.urlopen(f"{base}/api/v2/alerts", timeout=5) as resp:
+        alerts = json.loads(resp.read())
+    found = [a for a in alerts if a["labels"] == labels]
+    assert len(found) == 1, (labels, [a["labels"] for a in alerts])
+    return dict(found[0]["status"])
+
+
+@pytest.mark.slow
+def test_real_alertmanager_never_inhibits_or_groups_across_adapters_replicas_or_environments(
+    alertmanager: tuple[str, Hooks],
+) -> None:
+    """The three crossings of issue 11 each deliver both alerts, while inhibition within
+    one adapter, replica and environment still holds the warning back, and an S3 outage
+    pages once."""
+    base, hooks = alertmanager
+    env = {"job": "sparki", "instance": "sparki-exporter:9840", "cluster": "prod"}
+    pg_down = {
+        **env,
+        "alertname": "SparkiTargetDown",
+        "adapter": "postgres",
+        "target": "main",
+        "severity": "critical",
+    }
+    # 1. Redis `main` is another target than PostgreSQL `main`.
+    redis_main = {
+        **env,
+        "alertname": "SparkiRedisMemoryHigh",
+        "adapter": "redis",
+        "target": "main",
+        "node": "10.0.0.1:6379",
+        "severity": "warning",
+    }
+    pg_main_latency = {  # the same PostgreSQL target: its outage says it all
+        **env,
+        "alertname": "SparkiPostgresStatementLatencyHigh",
+        "adapter": "postgres",
+        "target": "main",
+        "datname": "app",
+        "severity": "warning",
+    }
+    # 2. Replica r1's critical lag says nothing about r2.
+    lag = {**env, "alertname": "SparkiPostgresReplicationLagHigh", "adapter": "postgres"}
+    lag = {**lag, "target": "pg"}
+    r1_crit = {**lag, "replica": "r1", "severity": "critical"}
+    r1_warn = {**lag, "replica": "r1", "severity": "warning"}
+    r2_warn = {**lag, "replica": "r2", "severity": "warning"}
+    # 3. One environment's critical says nothing about another's warning; and the same
+    # alert in two environments is two notifications.
+    mem = {
+        "alertname": "SparkiRedisMemoryHigh",
+        "adapter": "redis",
+        "target": "cache",
+        "node": "10.0.0.2:6379",
+        "job": "sparki",
+    }
+    prod_crit = {**mem, "instance": "a:9840", "cluster": "prod", "severity": "critical"}
+    staging_warn = {**mem, "instance": "b:9840", "cluster": "staging", "severity": "warning"}
+    staging_crit_other = {**staging_warn, "target": "sessions", "severity": "critical"}
+    # 4. An S3 outage: target down and canary failing, both critical: one page.
+    s3 = {**env, "adapter": "s3", "target": "minio"}
+    s3_down = {**s3, "alertname": "SparkiTargetDown", "severity": "critical"}
+    canary = {**s3, "alertname": "SparkiS3CanaryFailing", "operation": "put"}
+    canary = {**canary, "severity": "critical"}
+
+    sent = [pg_down, redis_main, pg_main_latency, r1_crit, r1_warn, r2_warn]
+    sent += [prod_crit, staging_warn, staging_crit_other, s3_down, canary]
+    post_alerts(base, sent)
+
+    pager_expected = [pg_down, r1_crit, prod_crit, staging_crit_other, s3_down]
+    chat_expected = [redis_main, r2_warn, staging_warn]
+    inhibited = [pg_main_latency, r1_warn, canary]
+
+    def delivered(path: str) -> list[dict[str, str]]:
+        return [labels for _, labels in hooks.alerts(path)]
+
+    deadline = time.monotonic() + 60
+    while not (
+        all(a in delivered("/pager") for a in pager_expected)
+        and all(a in delivered("/chat") for a in chat_expected)
+    ):
+        assert time.monotonic() < deadline, (delivered("/pager"), delivered("/chat"))
+        time.sleep(0.2)
+    # Anything wrongly delivered would arrive within a few more group intervals (1 s);
+    # wait for Alertmanager to report the inhibitions it holds instead of sleeping.
+    deadline = time.monotonic() + 30
+    while not all(am_state(base, a)["state"] == "suppressed" for a in inhibited):
+        assert time.monotonic() < deadline, [am_state(base, a) for a in inhibited]
+        time.sleep(0.2)
+    time.sleep(2)
+    for alert in inhibited:
+        assert am_state(base, alert)["inhibitedBy"], alert
+        assert alert not in delivered("/pager") + delivered("/chat"), alert
+
+    def keys(alerts: list[dict[str, str]]) -> set[frozenset[tuple[str, str]]]:
+        return {frozenset(a.items()) for a in alerts}
+
+    assert keys(delivered("/pager")) == keys(pager_expected)
+    assert keys(delivered("/chat")) == keys(chat_expected)
+    # One notification never mixes environments, adapters, targets or replicas.
+    for path, _, body in hooks.received:
+        keys = {
+            tuple(a["labels"].get(k) for k in ("cluster", "adapter", "target", "replica"))
+            for a in body["alerts"]
+        }
+        assert len(keys) == 1, (path, body["groupLabels"])

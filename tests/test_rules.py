@@ -24,7 +24,7 @@ import yaml
 
 from exporter import generate
 from exporter.generate import catalog, promql, promtests, rules
-from exporter.generate.thresholds import Thresholds, load
+from exporter.generate.thresholds import Thresholds, ThresholdsError, load, parse
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -148,12 +148,76 @@ def test_rules_carry_the_values_of_thresholds_yaml() -> None:
         for level in st.levels:
             rule = by_key.pop((signal.alert, level.severity))
             assert rule["for"] == level.hold
-            assert rule["expr"].startswith(
-                f"{signal.value} {signal.op} {catalog.number(level.threshold)}"
-            )
+            value = catalog.resolve(signal.value, th.exporter_job)
+            assert rule["expr"].startswith(f"{value} {signal.op} {catalog.number(level.threshold)}")
             if st.min_rate is not None:
                 assert rule["expr"].endswith(f">= {catalog.number(st.min_rate)}")
+            # Data alerts hold through an outage; the exporter's own series never vanish
+            # with a target, so those resolve as soon as they clear.
+            keep = rule.get("keep_firing_for")
+            assert keep == (None if signal.adapter == "common" else th.keep_firing_for)
+            if signal.adapter != "common":
+                assert rule["labels"]["adapter"] == signal.adapter
+    watchdog = by_key.pop((catalog.WATCHDOG, rules.WATCHDOG_SEVERITY))
+    assert watchdog["expr"] == "vector(1)" and "for" not in watchdog
     assert not by_key, f"rules without a threshold in thresholds.yaml: {sorted(by_key)}"
+
+
+def test_every_runbook_url_is_absolute() -> None:
+    for rule in alert_rules():
+        url = rule["annotations"]["runbook_url"]
+        assert re.match(r"^https?://[^/]+/.*#[a-z0-9-]+$", url), url
+
+
+@pytest.mark.parametrize(
+    "url", ["docs/runbooks.md", "/docs/runbooks.md", "file:///runbooks.md", "https://x/y#a", ""]
+)
+def test_the_generator_refuses_a_relative_runbook_url(url: str) -> None:
+    data = yaml.safe_load((ROOT / "rules" / "thresholds.yaml").read_text())
+    data["runbook_url"] = url
+    with pytest.raises(ThresholdsError, match="runbook_url"):
+        parse(data)
+
+
+def test_the_generator_refuses_a_critical_level_for_a_cause() -> None:
+    data = yaml.safe_load((ROOT / "rules" / "thresholds.yaml").read_text())
+    data["signals"]["redis_hit_ratio"]["critical"] = {"threshold": 0.3, "for": "15m"}
+    with pytest.raises(ThresholdsError, match=r"redis_hit_ratio\.critical: .*cause"):
+        rules.check_catalogue(parse(data))
+
+
+def test_only_symptoms_page() -> None:
+    th = thresholds()
+    paging = {s.alert for s in catalog.SIGNALS if th[s.key].level("critical")}
+    for cause in (
+        "SparkiRedisHitRatioLow",
+        "SparkiPostgresCacheHitRatioLow",
+        "SparkiRedisEvictionsHigh",
+    ):
+        assert cause not in paging
+    for symptom in (
+        "SparkiPostgresStatementLatencyHigh",
+        "SparkiTargetDown",
+        "SparkiExporterDown",
+        "SparkiRedisNodeDown",
+        "SparkiS3CanaryFailing",
+    ):
+        assert symptom in paging
+    # A target that stays down pages within 5 minutes (for + 1 minute of evaluation and
+    # Alertmanager's group_wait).
+    crit = th["target_down"].level("critical")
+    assert crit is not None and crit.hold_seconds + 60 <= 300
+
+
+def test_latency_alerts_have_a_minimum_traffic() -> None:
+    th = thresholds()
+    for key in ("postgres_statement_latency", "redis_command_latency", "s3_canary_latency"):
+        assert th[key].min_rate is not None, key
+        for rule in alert_rules():
+            if rule["alert"] == catalog.SIGNALS_BY_KEY[key].alert:
+                assert " and " in rule["expr"] and rule["expr"].endswith(
+                    f">= {catalog.number(th[key].min_rate)}"
+                )
 
 
 def test_prometheusrule_has_the_same_groups() -> None:
@@ -200,6 +264,9 @@ def test_unit_tests_cover_every_alert_and_severity() -> None:
     groups = unit_test_groups()
     for rule in alert_rules():
         alert, sev = rule["alert"], rule["labels"]["severity"]
+        if alert == catalog.WATCHDOG:
+            assert any(g["name"].startswith(alert) for g in groups)
+            continue
         mine = [g for g in groups if g["name"].startswith(f"{alert} {sev}: ")]
 
         def kind(word: str, mine: list[dict[str, Any]] = mine) -> list[dict[str, Any]]:
@@ -215,7 +282,11 @@ def test_unit_tests_cover_every_alert_and_severity() -> None:
             for a in c["exp_alerts"]
             if a["exp_labels"]["severity"] == sev
         ]
-        assert firing and all("target" in labels for labels in firing), (alert, sev)
+        signal = next(s for s in catalog.SIGNALS if s.alert == alert)
+        assert firing and all(set(signal.labels) <= set(labels) for labels in firing), (
+            alert,
+            sev,
+        )
         assert any(
             all(a["exp_labels"]["severity"] != sev for a in c["exp_alerts"]) for c in checks
         ), f"{alert}/{sev}: no check that it waits for its `for`"
@@ -236,6 +307,21 @@ def test_unit_tests_cover_every_alert_and_severity() -> None:
 
 
 Mutant = tuple[str, Callable[[Path], None], str, str]
+
+
+# Names a rule reads that a scrape of single-node servers cannot show: Prometheus' own
+# `up`, and series only a Redis Cluster target has (the adapter's source must emit them).
+NOT_IN_A_PLAIN_SCRAPE = {"up", "sparki_redis_node_up", "sparki_redis_cluster_state_ok"}
+
+
+def test_cluster_only_names_are_emitted_by_the_redis_adapter() -> None:
+    source = (ROOT / "exporter" / "adapters" / "redis.py").read_text()
+    for name in NOT_IN_A_PLAIN_SCRAPE - {"up"}:
+        assert f'"{name}"' in source, name
+
+
+def anchor_of(rule: dict[str, Any]) -> str:
+    return str(rule["annotations"]["runbook_url"].partition("#")[2])
 
 
 def _mutants() -> list[Mutant]:
@@ -303,11 +389,33 @@ def _mutants() -> list[Mutant]:
 
     out += [
         (
+            "Redis memory ratio keeps the role label (a failover restarts the alert)",
+            text_mutant(
+                rules.RECORDING_FILE,
+                "max without (role) (sparki_redis_memory_used_bytes)",
+                "sparki_redis_memory_used_bytes",
+            ),
+            "sparki-redis.test.yml",
+            "SparkiRedisMemoryHigh:",
+        ),
+        (
+            "data alerts without keep_firing_for (an outage resolves a firing critical)",
+            text_mutant(rules.ALERTS_FILE, "    keep_firing_for: ", "    # keep_firing_for: "),
+            "sparki-postgres.test.yml",
+            "SparkiPostgresStatementLatencyHigh:",
+        ),
+        (
+            "exporter-down without its absent() guard",
+            text_mutant(rules.ALERTS_FILE, ' or absent(up{job="sparki"}) * 0', ""),
+            "sparki-common.test.yml",
+            "SparkiExporterDown:",
+        ),
+        (
             "Redis memory ratio without the maxmemory > 0 guard",
             text_mutant(
                 rules.RECORDING_FILE,
-                "(sparki_redis_memory_max_bytes > 0)",
-                "sparki_redis_memory_max_bytes",
+                "(max without (role) (sparki_redis_memory_max_bytes) > 0)",
+                "max without (role) (sparki_redis_memory_max_bytes)",
             ),
             "sparki-redis.test.yml",
             "",
@@ -392,18 +500,28 @@ def test_alert_conventions() -> None:
         assert re.fullmatch(rf"{prefix}[A-Z][A-Za-z0-9]+", name), name
         if adapter == "common":
             assert not re.match(r"Sparki(Postgres|Redis|S3)", name), name
-        assert set(rule["labels"]) == {"severity"}
+        if name == catalog.WATCHDOG:
+            assert rule["labels"] == {"severity": rules.WATCHDOG_SEVERITY}
+            assert anchor_of(rule) in anchors
+            continue
+        assert set(rule["labels"]) == (
+            {"severity"} | ({"adapter"} if adapter != "common" else set())
+        )
         sev = rule["labels"]["severity"]
         assert sev in ("warning", "critical")
         assert sev not in severities.setdefault(name, set()), f"{name}: two {sev} rules"
         severities[name].add(sev)
         ann = rule["annotations"]
         assert set(ann) == {"summary", "description", "runbook_url"}
-        assert "{{ $labels.target }}" in ann["summary"], name
-        assert "{{ $labels.target }}" in ann["description"], name
+        # The alert's identifying labels are in its texts (target names, or the job for
+        # the exporter's own alerts).
+        signal = next(s for s in catalog.SIGNALS if s.alert == name)
+        shown = "target" if "target" in signal.labels else "job"
+        assert f"{{{{ $labels.{shown} }}}}" in ann["summary"], name
+        assert f"{{{{ $labels.{shown} }}}}" in ann["description"], name
         assert "{{ $value" in ann["description"], name
         path, _, anchor = ann["runbook_url"].partition("#")
-        assert path == th.runbook_url and path.endswith("docs/runbooks.md")
+        assert path == th.runbook_url and path.endswith("runbooks.md")
         assert anchor == name.lower() and anchor in anchors, f"{name}: no runbook section #{anchor}"
     # The four platform thresholds are warning + critical pairs under one alert name.
     for key in (
@@ -455,7 +573,10 @@ def test_recording_rules_are_the_ones_the_issue_lists() -> None:
             assert divisor.startswith("(") and divisor.endswith("> 0)"), (
                 f"{name}: unguarded division"
             )
-    assert records[catalog.REDIS_MEM_UTIL].endswith("/ (sparki_redis_memory_max_bytes > 0)")
+    # Per node, without role: a failover keeps the series (and a firing alert) alive.
+    assert records[catalog.REDIS_MEM_UTIL].endswith(
+        "/ (max without (role) (sparki_redis_memory_max_bytes) > 0)"
+    )
     assert "sum without (cmd, node, role)" in records[catalog.REDIS_LATENCY.format(q="p95")]
 
 
@@ -499,7 +620,7 @@ async def test_rule_metric_names_are_in_a_real_scrape(
     exprs = [r["expr"] for r in recording_rules()] + [r["expr"] for r in alert_rules()]
     used = set().union(*(promql.metric_names(e) for e in exprs))
     assert used, "no names found: the extractor is broken"
-    assert not used - names - recorded, (
+    assert not used - names - recorded - NOT_IN_A_PLAIN_SCRAPE, (
         f"rules read names nobody produces: {sorted(used - names - recorded)}"
     )
     # Recording rules that read other recording rules would depend on group order.

@@ -29,6 +29,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr, field_validator
 
 from ..adapter import AdapterSpec, PollError, Reason
+from ..bucket_edges import require_edges
 from ..config import Duration, GlobalConfig, TargetConfig, at_most
 from ..logs import kv
 from ..metrics import (
@@ -79,6 +80,7 @@ def _buckets(value: Any) -> Any:
             raise ValueError("must be a non-empty list of positive numbers of seconds")
         if list(value) != sorted(set(value)):
             raise ValueError("must be strictly increasing")
+        require_edges(value, "postgres_statement_latency")
     return value
 
 

@@ -5,6 +5,8 @@ expression. From the two this writes
 
 - rules/sparki-recording.rules.yml and rules/sparki-alerts.rules.yml,
 - deploy/kubernetes/prometheusrule.yaml (the same groups, for the Prometheus Operator),
+- deploy/alertmanager/alertmanager.yml (routing, grouping and inhibition),
+- exporter/alert_edges.py (thresholds that must be histogram bucket edges),
 - dashboards/*.json (Grafana, built with grafana-foundation-sdk),
 - tests/promtool/*.test.yml (promtool unit tests of every alert).
 
@@ -21,8 +23,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import promtests, rules, runbooks
-from .catalog import SDK_REQUIREMENT, SIGNALS, anchor
+from . import alertmanager, edges, promtests, rules, runbooks
+from .catalog import SDK_REQUIREMENT, SIGNALS, WATCHDOG, anchor
 from .thresholds import ThresholdsError, load
 
 THRESHOLDS_FILE = "rules/thresholds.yaml"
@@ -46,6 +48,8 @@ def render_all(root: Path) -> dict[str, str]:
 
     files: dict[str, str] = {}
     files.update(rules.render(thresholds))
+    files.update(alertmanager.render(thresholds))
+    files.update(edges.render(thresholds))
     files.update(dashboards.render(thresholds))
     files.update(promtests.render(thresholds))
     book = root / RUNBOOKS_FILE
@@ -79,13 +83,13 @@ def unwritten_runbooks(text: str) -> list[str]:
     """Alerts whose runbook section is missing or still a skeleton with TODOs."""
     anchors = runbook_anchors_in(text)
     out = []
-    for signal in SIGNALS:
-        if anchor(signal.alert) not in anchors:
-            out.append(signal.alert)
+    for alert in [*(s.alert for s in SIGNALS), WATCHDOG]:
+        if anchor(alert) not in anchors:
+            out.append(alert)
             continue
-        section = text.split(f"### {signal.alert}\n", 1)[-1].split("\n#", 1)[0]
+        section = text.split(f"### {alert}\n", 1)[-1].split("\n#", 1)[0]
         if "TODO" in section:
-            out.append(signal.alert)
+            out.append(alert)
     return out
 
 

@@ -54,6 +54,8 @@ PG_CONN_UTIL = "target:sparki_postgres_connections:utilization"
 PG_BLOCKS_RATE = "target_datname:sparki_postgres_blocks_accessed:rate5m"
 PG_HIT_RATIO = "target_datname:sparki_postgres_blocks_hit:ratio_rate5m"
 PG_XACT_RATE = "target_datname:sparki_postgres_transactions:rate5m"
+PG_STMT_RATE = "target_datname:sparki_postgres_statement_duration_seconds:rate5m"
+REDIS_CMD_OBS_RATE = "target:sparki_redis_command_duration_seconds:rate5m"
 REDIS_LATENCY = "target:sparki_redis_command_duration_seconds:{q}_rate5m"
 REDIS_MEM_UTIL = "target:sparki_redis_memory:utilization"
 REDIS_EVICT_RATE = "target:sparki_redis_evicted_keys:rate5m"
@@ -67,6 +69,9 @@ S3_REQ_RATE = "target_bucket:sparki_s3_requests:rate15m"
 S3_ERR_RATIO = "target_bucket_class:sparki_s3_request_errors:ratio_rate15m"
 S3_XFER_RATE = "target_bucket_direction:sparki_s3_transferred_bytes:rate15m"
 S3_COST = "target:sparki_s3_storage_cost_dollars_per_month:sum"
+# Placeholder for the exporter's scrape job, filled from thresholds.yaml's exporter_job.
+EXPORTER_JOB = "{exporter_job}"
+EXPORTER_UP = f'(up{{job="{EXPORTER_JOB}"}} or absent(up{{job="{EXPORTER_JOB}"}}) * 0)'
 
 _REDIS_EVICTIONS = "rate(sparki_redis_evicted_keys_total[5m])"
 _REDIS_HITS = "rate(sparki_redis_keyspace_hits_total[5m])"
@@ -81,6 +86,10 @@ RECORDINGS: tuple[Recording, ...] = (
     # PostgreSQL
     *_quantiles(
         "postgres", "target_datname", "sparki_postgres_statement_duration_seconds", "5m", ""
+    ),
+    # Statements observed per second: the latency alert's minimum traffic.
+    Recording(
+        "postgres", PG_STMT_RATE, "rate(sparki_postgres_statement_duration_seconds_count[5m])"
     ),
     Recording(
         "postgres",
@@ -105,14 +114,22 @@ RECORDINGS: tuple[Recording, ...] = (
         "sum without (outcome) (rate(sparki_postgres_transactions_total[5m]))",
     ),
     # Redis. A cluster target's series carry node and role: per-target rules sum them
-    # away; memory stays per node, since each node has its own maxmemory.
+    # away; memory stays per node, since each node has its own maxmemory, but without
+    # role, so a failover does not end one series and start another (which would
+    # resolve a firing alert and restart its `for`).
     *_quantiles(
         "redis", "target", "sparki_redis_command_duration_seconds", "5m", "cmd, node, role"
     ),
     Recording(
         "redis",
+        REDIS_CMD_OBS_RATE,
+        "sum without (cmd, node, role) (rate(sparki_redis_command_duration_seconds_count[5m]))",
+    ),
+    Recording(
+        "redis",
         REDIS_MEM_UTIL,
-        "sparki_redis_memory_used_bytes / (sparki_redis_memory_max_bytes > 0)",
+        "max without (role) (sparki_redis_memory_used_bytes)"
+        " / (max without (role) (sparki_redis_memory_max_bytes) > 0)",
     ),
     Recording("redis", REDIS_EVICT_RATE, f"sum without (node, role) ({_REDIS_EVICTIONS})"),
     Recording("redis", REDIS_LOOKUP_RATE, _REDIS_LOOKUPS),
@@ -170,8 +187,15 @@ class Signal:
     labels: tuple[str, ...]  # the labels that tell one alert instance from another
     summary: str
     description: str
-    guard: str | None = None  # PromQL of the volume a ratio is computed from
+    guard: str | None = None  # PromQL of the volume a ratio or percentile is computed from
     guard_match: str = ""  # vector matching from the value to the guard
+    # A user-facing symptom (latency, errors, saturation, down, replication stopped) may
+    # page; a cause (hit ratios, evictions) only notifies chat: the generator refuses a
+    # critical level for it.
+    symptom: bool = True
+    # The value is proportional to one counter's rate (not a ratio of two), so it ramps
+    # up while the rate window fills, as a per_second signal does (promtests' onset).
+    counter_rate: bool = False
 
     @property
     def op(self) -> str:
@@ -238,6 +262,70 @@ SIGNALS: tuple[Signal, ...] = (
         ),
     ),
     Signal(
+        key="poll_error_ratio",
+        adapter="common",
+        alert="SparkiPollErrorRatioHigh",
+        title="Failed polls / polls",
+        # A target down throughout the window is SparkiTargetDown's business: without
+        # the `unless`, a long outage would leave this alert past its `for` and it would
+        # page once the target is back, while the window still holds the outage.
+        value=(
+            "((sum without (reason) (rate(sparki_poll_errors_total[5m]))"
+            " * on (job, instance, adapter, target) sparki_poll_interval_seconds)"
+            " unless on (job, instance, adapter, target) (max_over_time(sparki_up[5m]) == 0))"
+        ),
+        direction="above",
+        unit="ratio",
+        window_minutes=5,
+        labels=("adapter", "target"),
+        summary="Polls of {{ $labels.adapter }} target {{ $labels.target }} fail intermittently",
+        description=(
+            "[value] of the polls of {{ $labels.adapter }} target {{ $labels.target }}"
+            " failed over 5 minutes (threshold [threshold] for [for]). A target that fails"
+            " every other poll never stays down long enough for SparkiTargetDown, yet its"
+            " clients see the same errors. sparki_poll_errors_total's reason says why."
+        ),
+        counter_rate=True,
+    ),
+    Signal(
+        key="exporter_down",
+        adapter="common",
+        alert="SparkiExporterDown",
+        title="Exporter scraped (Prometheus up)",
+        value=EXPORTER_UP,
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("job", "instance"),
+        summary="Prometheus cannot scrape the Sparki exporter (job {{ $labels.job }})",
+        description=(
+            "up of the exporter's job {{ $labels.job }} is [value] for [for] (or the job has"
+            " no scrape target at all): every Sparki alert is blind until it is back."
+        ),
+    ),
+    Signal(
+        key="config_reload_failed",
+        adapter="common",
+        alert="SparkiConfigReloadFailed",
+        title="Last configuration reload succeeded",
+        value="sparki_exporter_config_last_reload_successful",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("job", "instance"),
+        summary=(
+            "Sparki exporter {{ $labels.instance }} (job {{ $labels.job }}) rejected its new"
+            " configuration"
+        ),
+        description=(
+            "The last configuration reload of {{ $labels.instance }} (job {{ $labels.job }})"
+            " failed (sparki_exporter_config_last_reload_successful is [value] for [for]);"
+            " the exporter still runs the previous configuration: the change you made is"
+            " not in effect. Its log names the file, line and field."
+        ),
+        symptom=False,
+    ),
+    Signal(
         key="postgres_statement_latency",
         adapter="postgres",
         alert="SparkiPostgresStatementLatencyHigh",
@@ -256,6 +344,7 @@ SIGNALS: tuple[Signal, ...] = (
             " {{ $labels.datname }} on {{ $labels.target }} is [value] (threshold"
             " [threshold] for [for])."
         ),
+        guard=PG_STMT_RATE,
     ),
     Signal(
         key="postgres_connections",
@@ -293,6 +382,7 @@ SIGNALS: tuple[Signal, ...] = (
             " for [for])."
         ),
         guard=PG_BLOCKS_RATE,
+        symptom=False,
     ),
     Signal(
         key="postgres_replication_lag",
@@ -327,6 +417,7 @@ SIGNALS: tuple[Signal, ...] = (
             "The 95th percentile server-side latency over all commands on"
             " {{ $labels.target }} is [value] (threshold [threshold] for [for])."
         ),
+        guard=REDIS_CMD_OBS_RATE,
     ),
     Signal(
         key="redis_memory",
@@ -337,11 +428,45 @@ SIGNALS: tuple[Signal, ...] = (
         direction="above",
         unit="ratio",
         window_minutes=0,
-        labels=("target",),
+        labels=("target", "node"),
         summary="Redis {{ $labels.target }} uses over [threshold] of maxmemory",
         description=(
             "Redis {{ $labels.target }} uses [value] of its maxmemory (threshold"
             " [threshold] for [for])."
+        ),
+    ),
+    Signal(
+        key="redis_node_down",
+        adapter="redis",
+        alert="SparkiRedisNodeDown",
+        title="Redis Cluster node reachable",
+        value="max without (role) (sparki_redis_node_up)",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("target", "node"),
+        summary="Redis Cluster node {{ $labels.node }} of {{ $labels.target }} is unreachable",
+        description=(
+            "sparki_redis_node_up is [value] for node {{ $labels.node }} of cluster target"
+            " {{ $labels.target }} for [for]: the target as a whole still polls, but this"
+            " node's slots fail for clients until a replica takes over."
+        ),
+    ),
+    Signal(
+        key="redis_cluster_state",
+        adapter="redis",
+        alert="SparkiRedisClusterStateFail",
+        title="Redis Cluster state ok",
+        value="sparki_redis_cluster_state_ok",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("target",),
+        summary="Redis Cluster {{ $labels.target }} reports cluster_state:fail",
+        description=(
+            "sparki_redis_cluster_state_ok is [value] for [for]: CLUSTER INFO of"
+            " {{ $labels.target }} reports cluster_state other than ok, and the cluster"
+            " refuses queries for at least some slots."
         ),
     ),
     Signal(
@@ -359,6 +484,7 @@ SIGNALS: tuple[Signal, ...] = (
             "Redis {{ $labels.target }} evicts keys at [value] (threshold [threshold] for"
             " [for]): the working set does not fit in maxmemory."
         ),
+        symptom=False,
     ),
     Signal(
         key="redis_hit_ratio",
@@ -376,6 +502,7 @@ SIGNALS: tuple[Signal, ...] = (
             " for [for])."
         ),
         guard=REDIS_LOOKUP_RATE,
+        symptom=False,
     ),
     Signal(
         key="s3_canary_failure_ratio",
@@ -410,6 +537,7 @@ SIGNALS: tuple[Signal, ...] = (
             "The 95th percentile of canary {{ $labels.operation }} operations on"
             " {{ $labels.target }} is [value] (threshold [threshold] for [for])."
         ),
+        guard=S3_CANARY_RATE,
     ),
     Signal(
         key="s3_request_error_ratio",
@@ -435,6 +563,31 @@ SIGNALS: tuple[Signal, ...] = (
 )
 
 SIGNALS_BY_KEY = {s.key: s for s in SIGNALS}
+
+# Signals that compare a histogram's percentile with their thresholds: those thresholds
+# must be bucket edges of the histogram (exporter/alert_edges.py, generated).
+HISTOGRAM_SIGNALS = {
+    "postgres_statement_latency": "sparki_postgres_statement_duration_seconds",
+    "redis_command_latency": "sparki_redis_command_duration_seconds",
+    "s3_canary_latency": "sparki_s3_probe_duration_seconds",
+}
+
+
+def resolve(expr: str, exporter_job: str) -> str:
+    """An expression with the exporter's scrape job (thresholds.yaml) filled in."""
+    return expr.replace(EXPORTER_JOB, exporter_job)
+
+
+# Always firing: the dead man's switch. Alertmanager routes it to a heartbeat receiver
+# (an external service that pages when the heartbeats stop), proving that Prometheus
+# evaluates the rules and Alertmanager delivers.
+WATCHDOG = "SparkiWatchdog"
+WATCHDOG_SUMMARY = "Sparki alerting pipeline heartbeat (always firing)"
+WATCHDOG_DESCRIPTION = (
+    "This alert always fires. It reaches the heartbeat receiver every repeat interval;"
+    " when the heartbeats stop, Prometheus, its rules or Alertmanager are broken and no"
+    " other Sparki alert can reach anyone."
+)
 
 
 def value_template(unit: Unit) -> str:

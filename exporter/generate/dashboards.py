@@ -313,7 +313,23 @@ def common_panels(b: Board, adapter: str) -> None:
                 "{{target}} {{reason}}",
             )
         ],
-        width=24,
+        width=12,
+    )
+    b.graph(
+        "Failed polls / polls",
+        "percentunit",
+        "Share of polls that failed over 5 minutes; a target failing intermittently shows"
+        " here while Up still flickers to 1.",
+        [
+            Query(
+                f"sum without (reason) (rate(sparki_poll_errors_total{sel}[5m]))"
+                f" * on (job, instance, adapter, target) sparki_poll_interval_seconds{sel}",
+                "{{target}}",
+            )
+        ],
+        signal="poll_error_ratio",
+        width=12,
+        maximum=1,
     )
 
 
@@ -339,6 +355,33 @@ def overview(thresholds: Thresholds) -> dict[str, Any]:
         signal="target_down",
         width=12,
         mappings=UP_MAPPINGS,
+    )
+    b.stat(
+        "Exporter scraped",
+        "none",
+        "Prometheus' own up for the exporter's job; 0 (or no series) pages"
+        " SparkiExporterDown: every other panel and alert is blind then.",
+        [Query(f'up{{job="{thresholds.exporter_job}"}}', "{{instance}}")],
+        signal="exporter_down",
+        width=6,
+        mappings=UP_MAPPINGS,
+    )
+    b.stat(
+        "Last config reload",
+        "none",
+        "1 when the exporter's last configuration reload succeeded; 0 means it still"
+        " runs the previous configuration.",
+        [Query("sparki_exporter_config_last_reload_successful", "{{instance}}")],
+        signal="config_reload_failed",
+        width=6,
+        mappings=[
+            dm.ValueMap(
+                options={
+                    "0": dm.ValueMappingResult(text="REJECTED", color="orange", index=0),
+                    "1": dm.ValueMappingResult(text="OK", color="green", index=1),
+                }
+            )
+        ],
     )
     b.graph(
         "Age of the last successful poll",
@@ -538,6 +581,26 @@ def redis(thresholds: Thresholds) -> dict[str, Any]:
         [datasource_variable(), target_variable("redis")],
     )
     common_panels(b, "redis")
+    b.row("Cluster (Redis Cluster targets only)")
+    b.stat(
+        "Cluster nodes up",
+        "none",
+        "1 when the exporter could poll the node; a down node fails its slots' clients"
+        " while the target as a whole still polls.",
+        [Query(f"max without (role) (sparki_redis_node_up{T})", "{{target}} {{node}}")],
+        signal="redis_node_down",
+        width=12,
+        mappings=UP_MAPPINGS,
+    )
+    b.stat(
+        "Cluster state",
+        "none",
+        "1 when CLUSTER INFO reports cluster_state:ok.",
+        [Query(f"sparki_redis_cluster_state_ok{T}", "{{target}}")],
+        signal="redis_cluster_state",
+        width=12,
+        mappings=UP_MAPPINGS,
+    )
     b.row("Latency")
     b.graph(
         "Command latency p50 / p95 / p99",

@@ -27,9 +27,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .catalog import SIGNALS, Signal, anchor
-from .rules import ALERTS_FILE, RECORDING_FILE, alert_groups, dump, fill, recording_groups
-from .thresholds import Level, SignalThresholds, Thresholds
+from .catalog import (
+    PG_LATENCY,
+    SIGNALS,
+    SIGNALS_BY_KEY,
+    WATCHDOG,
+    WATCHDOG_DESCRIPTION,
+    WATCHDOG_SUMMARY,
+    Signal,
+    anchor,
+    resolve,
+)
+from .rules import (
+    ALERTS_FILE,
+    RECORDING_FILE,
+    WATCHDOG_SEVERITY,
+    alert_groups,
+    dump,
+    fill,
+    recording_groups,
+    rule_labels,
+)
+from .thresholds import Level, SignalThresholds, Thresholds, duration_seconds
 
 MARGIN = 0.02
 JOB = {"job": "sparki", "instance": "sparki-exporter:9840"}
@@ -221,7 +240,14 @@ class _Histogram:
             + (above if le_index >= k + 1 else 0)
         )
 
+    @property
+    def volume(self) -> float:
+        """Observations per second over all label sets (the latency alerts' min_rate)."""
+        return self.N / 60
+
     def components(self, metric: str, label_sets: Sequence[dict[str, str]]) -> list[Component]:
+        """Buckets and _count; the volume scale ``s`` multiplies every count alike, so
+        the quantile is the same at any volume."""
         out = []
         les = [*(repr(b) if b != int(b) else str(int(b)) for b in self.bounds), "+Inf"]
         n = len(label_sets)
@@ -230,9 +256,14 @@ class _Histogram:
 
                 def fn(v: float, m: int, s: float, j: int = j, i: int = i) -> float:
                     total = self.cumulative(v, j)
-                    return float(total // n + (total % n if i == 0 else 0))
+                    return float(total // n + (total % n if i == 0 else 0)) * s
 
                 out.append(_counter(f"{metric}_bucket", {**labels, "le": le}, fn))
+
+            def count(v: float, m: int, s: float, i: int = i) -> float:
+                return float(self.N // n + (self.N % n if i == 0 else 0)) * s
+
+            out.append(_counter(f"{metric}_count", labels, count))
         return out
 
 
@@ -277,11 +308,49 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
     if key == "capability_missing":
         labels = {"adapter": "redis", "target": "cache", "capability": "latency_histogram"}
         return Synth((_gauge("sparki_capability", labels),), labels)
+    if key == "poll_error_ratio":
+        labels = {"adapter": "redis", "target": "cache"}
+        interval = 15.0
+        return Synth(
+            (
+                _gauge("sparki_poll_interval_seconds", labels, _const(interval)),
+                # Polls every 15 s: 4 a minute, v of them fail, under two reasons.
+                _counter(
+                    "sparki_poll_errors_total",
+                    {**labels, "reason": "timeout"},
+                    lambda v, m, s: round(v * 60 / interval * 0.75, 9),
+                ),
+                _counter(
+                    "sparki_poll_errors_total",
+                    {**labels, "reason": "connect"},
+                    lambda v, m, s: round(v * 60 / interval * 0.25, 9),
+                ),
+            ),
+            labels,
+            traps=(
+                (
+                    "a target down throughout is SparkiTargetDown's alone, silent",
+                    (
+                        _gauge("sparki_poll_interval_seconds", labels, _const(interval)),
+                        _counter(
+                            "sparki_poll_errors_total",
+                            {**labels, "reason": "connect"},
+                            lambda v, m, s: 60 / interval,
+                        ),
+                        _gauge("sparki_up", labels, _const(0.0)),
+                    ),
+                ),
+            ),
+        )
+    if key == "exporter_down":
+        return Synth((_gauge("up", {}),), {})
+    if key == "config_reload_failed":
+        return Synth((_gauge("sparki_exporter_config_last_reload_successful", {}),), {})
     if key == "postgres_statement_latency":
         h = _Histogram(st)
         labels = {"target": "pg-main", "datname": "app"}
         comps = h.components("sparki_postgres_statement_duration_seconds", [labels])
-        return Synth(tuple(comps), labels, h.realized)
+        return Synth(tuple(comps), labels, h.realized, volume=h.volume)
     if key == "postgres_connections":
         labels = {"target": "pg-main"}
 
@@ -332,17 +401,35 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
                 {**labels, "node": "10.0.0.2:6379", "role": "primary", "cmd": "set"},
             ],
         )
-        return Synth(tuple(comps), labels, h.realized)
-    if key == "redis_memory":
+        return Synth(tuple(comps), labels, h.realized, volume=h.volume)
+    if key == "redis_node_down":
+        labels = {"target": "cache", "node": "10.0.0.1:6379"}
+        return Synth(
+            (
+                _gauge("sparki_redis_node_up", {**labels, "role": "primary"}),
+                # Its healthy neighbour never alerts.
+                _gauge(
+                    "sparki_redis_node_up",
+                    {**labels, "node": "10.0.0.2:6379", "role": "primary"},
+                    _const(1.0),
+                ),
+            ),
+            labels,
+        )
+    if key == "redis_cluster_state":
         labels = {"target": "cache"}
+        return Synth((_gauge("sparki_redis_cluster_state_ok", labels),), labels)
+    if key == "redis_memory":
+        labels = {"target": "cache", "node": "10.0.0.1:6379"}
 
         def used_bytes(v: float) -> float:
             return float(round(v * 1_000_000))
 
+        node = {**labels, "role": "primary"}
         return Synth(
             (
-                _gauge("sparki_redis_memory_used_bytes", labels, lambda v, m, s: used_bytes(v)),
-                _gauge("sparki_redis_memory_max_bytes", labels, _const(1_000_000.0)),
+                _gauge("sparki_redis_memory_used_bytes", node, lambda v, m, s: used_bytes(v)),
+                _gauge("sparki_redis_memory_max_bytes", node, _const(1_000_000.0)),
             ),
             labels,
             lambda v: used_bytes(v) / 1_000_000,
@@ -350,8 +437,8 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
                 (
                     "maxmemory unset (0): no ratio, no alert, however much memory is used",
                     (
-                        _gauge("sparki_redis_memory_used_bytes", labels, _const(5e9)),
-                        _gauge("sparki_redis_memory_max_bytes", labels, _const(0.0)),
+                        _gauge("sparki_redis_memory_used_bytes", node, _const(5e9)),
+                        _gauge("sparki_redis_memory_max_bytes", node, _const(0.0)),
                     ),
                 ),
             ),
@@ -417,10 +504,11 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
     if key == "s3_canary_latency":
         h = _Histogram(st)
         labels = {"target": "minio", "operation": "put"}
-        comps = h.components(
-            "sparki_s3_probe_duration_seconds", [{**labels, "bucket": "sparki-canary"}]
-        )
-        return Synth(tuple(comps), labels, h.realized)
+        where = {**labels, "bucket": "sparki-canary"}
+        comps = h.components("sparki_s3_probe_duration_seconds", [where])
+        # One probe per observation: the canary rate is the latency alert's min_rate.
+        canary = _counter("sparki_s3_probes_total", where, lambda v, m, s: float(h.N) * s)
+        return Synth((*comps, canary), labels, h.realized, volume=h.volume)
     if key == "s3_request_error_ratio":
         where = {"target": "aws", "bucket": "media"}
         labels = {**where, "class": "5xx"}
@@ -485,7 +573,7 @@ def onset(
     w = signal.window_minutes
     if not w:
         return 0, 0
-    if signal.unit != "per_second":
+    if signal.unit != "per_second" and not signal.counter_rate:
         return 1, w
     if value is None or level is None or value <= 0:
         return 1, w
@@ -524,6 +612,12 @@ class SuiteBuilder:
         self.st = thresholds[signal.key]
         self.synth = synth_for(signal, self.st)
 
+    def keep_minutes(self) -> int:
+        """keep_firing_for of this signal's rules, in minutes (0: none)."""
+        if self.signal.adapter == "common":
+            return 0
+        return duration_seconds(self.thresholds.keep_firing_for) // 60
+
     # expected alerts ------------------------------------------------------------------
 
     def _alert(self, level: Level, value: float) -> dict[str, Any]:
@@ -531,7 +625,7 @@ class SuiteBuilder:
         labels = {**self.synth.labels, **JOB}
         real = self.synth.realized(value)
         return {
-            "exp_labels": {**labels, "severity": level.severity},
+            "exp_labels": {**labels, **rule_labels(s, level)},
             "exp_annotations": {
                 "summary": render_template(fill(s.summary, s, level), labels, real),
                 "description": render_template(fill(s.description, s, level), labels, real),
@@ -577,6 +671,11 @@ class SuiteBuilder:
             start = w + 1
             length = w if w else max(1, hold - 1)
             at = start + w + hold
+            # A level with a shorter `for` may fire during the breach; keep_firing_for
+            # then holds it: look once that has run out too.
+            keep = self.keep_minutes()
+            if keep:
+                at = max(at, start + length + w + keep + 1)
             values = [calm] * start + [fire] * length
             values += [calm] * (at + 1 - len(values))
             # The breach keeps the expression true for at most length + w - 1 evaluations.
@@ -614,7 +713,8 @@ class SuiteBuilder:
             end = latest + longest + 1
             case = _Case(f"{s.alert}: {title}", [0.0] * (end + 1), components=comps)
             case.alert_checks.append((end, []))
-            case.empty.append((end, s.value))  # no NaN or +Inf series either
+            # no NaN or +Inf series either
+            case.empty.append((end, resolve(s.value, self.thresholds.exporter_job)))
             out.append(case)
         return out
 
@@ -657,7 +757,7 @@ class SuiteBuilder:
                                     "alertstate": "pending",
                                     **self.synth.labels,
                                     **JOB,
-                                    "severity": lv.severity,
+                                    **rule_labels(self.signal, lv),
                                 },
                             ),
                             "value": 1,
@@ -688,6 +788,232 @@ class SuiteBuilder:
         return out
 
 
+# --- hand-written scenarios ------------------------------------------------------------
+
+
+def _expected(
+    thresholds: Thresholds, key: str, severity: str, labels: dict[str, str], value: float
+) -> dict[str, Any]:
+    """The alert a rule of ``key`` at ``severity`` fires for series with ``labels``."""
+    signal = next(s for s in SIGNALS if s.key == key)
+    level = thresholds[key].level(severity)
+    assert level is not None
+    return {
+        "exp_labels": {**labels, **rule_labels(signal, level)},
+        "exp_annotations": {
+            "summary": render_template(fill(signal.summary, signal, level), labels, value),
+            "description": render_template(fill(signal.description, signal, level), labels, value),
+            "runbook_url": f"{thresholds.runbook_url}#{anchor(signal.alert)}",
+        },
+    }
+
+
+def _series(comps: Sequence[Component], values: Sequence[float]) -> list[dict[str, str]]:
+    return [
+        {"series": c.selector(), "values": " ".join(_fmt(x) for x in c.samples(values, 1.0))}
+        for c in comps
+    ]
+
+
+def _never(alert: str, state: str, severity: str, at: int, window: int) -> dict[str, Any]:
+    return {
+        "expr": (
+            f'count_over_time(ALERTS{{alertname="{alert}",alertstate="{state}",'
+            f'severity="{severity}"}}[{window}m])'
+        ),
+        "eval_time": f"{at}m",
+        "exp_samples": [],
+    }
+
+
+def scenarios(thresholds: Thresholds, adapter: str) -> list[dict[str, Any]]:
+    """Incidents the generated per-threshold cases cannot express: the heartbeat, the
+    exporter gone (absent), data vanishing while an alert fires, a failover renaming a
+    series, and alerts of equal target names on different adapters kept apart."""
+    job = thresholds.exporter_job
+    keep = duration_seconds(thresholds.keep_firing_for) // 60
+    out: list[dict[str, Any]] = []
+    if adapter == "common":
+        out.append(
+            {
+                "name": f"{WATCHDOG} always fires",
+                "interval": "1m",
+                "input_series": [],
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{at}m",
+                        "alertname": WATCHDOG,
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"severity": WATCHDOG_SEVERITY},
+                                "exp_annotations": {
+                                    "summary": WATCHDOG_SUMMARY,
+                                    "description": WATCHDOG_DESCRIPTION,
+                                    "runbook_url": f"{thresholds.runbook_url}#" + anchor(WATCHDOG),
+                                },
+                            }
+                        ],
+                    }
+                    for at in (0, 30)
+                ],
+            }
+        )
+        down = thresholds["exporter_down"].levels[0]
+        out.append(
+            {
+                "name": "SparkiExporterDown: a job without any scrape target fires (absent)",
+                "interval": "1m",
+                "input_series": [],
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{down.hold_minutes + 1}m",
+                        "alertname": "SparkiExporterDown",
+                        "exp_alerts": [
+                            _expected(thresholds, "exporter_down", down.severity, {"job": job}, 0)
+                        ],
+                    }
+                ],
+            }
+        )
+        # Up for 3 minutes, then the target vanishes (removed from discovery): once its
+        # last sample is out of the 5m lookback, absent() takes over.
+        gone = 3 + 5 + 1 + down.hold_minutes + 1
+        out.append(
+            {
+                "name": "SparkiExporterDown: the exporter's scrape target disappears",
+                "interval": "1m",
+                "input_series": [
+                    {"series": f'up{{job="{job}",instance="x:9840"}}', "values": "1x3"}
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "3m", "alertname": "SparkiExporterDown", "exp_alerts": []},
+                    {
+                        "eval_time": f"{gone}m",
+                        "alertname": "SparkiExporterDown",
+                        "exp_alerts": [
+                            _expected(thresholds, "exporter_down", down.severity, {"job": job}, 0)
+                        ],
+                    },
+                ],
+            }
+        )
+        warn = thresholds["target_down"].levels[0]
+        pg = {"adapter": "postgres", "target": "main", **JOB}
+        out.append(
+            {
+                "name": "SparkiTargetDown: equal target names of two adapters stay apart",
+                "interval": "1m",
+                "input_series": [
+                    {"series": _labels_text("sparki_up", pg), "values": "0x10"},
+                    {
+                        "series": _labels_text("sparki_up", {**pg, "adapter": "redis"}),
+                        "values": "1x10",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{warn.hold_minutes + 1}m",
+                        "alertname": "SparkiTargetDown",
+                        "exp_alerts": [_expected(thresholds, "target_down", "warning", pg, 0)],
+                    }
+                ],
+            }
+        )
+    if adapter == "postgres" and keep:
+        st = thresholds["postgres_statement_latency"]
+        h = _Histogram(st)
+        labels = {"target": "pg-main", "datname": "app"}
+        comps = h.components("sparki_postgres_statement_duration_seconds", [labels])
+        crit = st.level("critical")
+        assert crit is not None
+        value = past(SIGNALS_BY_KEY["postgres_statement_latency"], crit)
+        # Firing from minute 5 + for at the latest; the samples stop (the target hangs,
+        # the exporter drops its series) at `last`; the rate window empties 5m later.
+        last = 5 + max(lv.hold_minutes for lv in st.levels) + 1
+        empty = last + 5
+        expected = [
+            _expected(
+                thresholds,
+                "postgres_statement_latency",
+                lv.severity,
+                {**labels, **JOB},
+                h.realized(value),
+            )
+            for lv in st.levels
+        ]
+        out.append(
+            {
+                "name": "SparkiPostgresStatementLatencyHigh: keeps firing while its data is gone",
+                "interval": "1m",
+                "input_series": _series(comps, [value] * (last + 1)),
+                "alert_rule_test": [
+                    {"eval_time": f"{last}m", "alertname": crit_alert, "exp_alerts": expected}
+                    for crit_alert in ["SparkiPostgresStatementLatencyHigh"]
+                ]
+                + [
+                    {
+                        "eval_time": f"{empty + keep - 2}m",
+                        "alertname": "SparkiPostgresStatementLatencyHigh",
+                        "exp_alerts": expected,
+                    },
+                    {
+                        "eval_time": f"{empty + keep + 2}m",
+                        "alertname": "SparkiPostgresStatementLatencyHigh",
+                        "exp_alerts": [],
+                    },
+                ],
+                "promql_expr_test": [
+                    # The data really is gone while the alert holds.
+                    {
+                        "expr": PG_LATENCY.format(q="p95"),
+                        "eval_time": f"{empty + 1}m",
+                        "exp_samples": [],
+                    }
+                ],
+            }
+        )
+    if adapter == "redis":
+        st = thresholds["redis_memory"]
+        labels = {"target": "cache", "node": "10.0.0.1:6379"}
+        ratio = 0.97
+        switch, end = 8, 25
+        values = [ratio] * (end + 1)
+        failover: list[dict[str, str]] = []
+        for role, start, stop in (("primary", 0, switch), ("replica", switch + 1, end)):
+            node = {**labels, "role": role}
+            for name, fn in (
+                ("sparki_redis_memory_used_bytes", ratio * 1_000_000),
+                ("sparki_redis_memory_max_bytes", 1_000_000.0),
+            ):
+                text = " ".join(_fmt(fn) if start <= m <= stop else "_" for m in range(len(values)))
+                failover.append({"series": _labels_text(name, {**node, **JOB}), "values": text})
+        out.append(
+            {
+                "name": "SparkiRedisMemoryHigh: a failover (role primary -> replica) neither"
+                " resolves nor restarts the alert",
+                "interval": "1m",
+                "input_series": failover,
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{end}m",
+                        "alertname": "SparkiRedisMemoryHigh",
+                        "exp_alerts": [
+                            _expected(
+                                thresholds, "redis_memory", lv.severity, {**labels, **JOB}, ratio
+                            )
+                            for lv in st.levels
+                        ],
+                    }
+                ],
+                "promql_expr_test": [
+                    _never("SparkiRedisMemoryHigh", "pending", lv.severity, end, end - 7)
+                    for lv in st.levels
+                ],
+            }
+        )
+    return out
+
+
 def _fmt(value: float) -> str:
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
@@ -711,6 +1037,7 @@ def render(thresholds: Thresholds) -> dict[str, str]:
         for signal in SIGNALS:
             if signal.adapter == adapter:
                 groups += SuiteBuilder(thresholds, signal).groups()
+        groups += scenarios(thresholds, adapter)
         doc = {
             "rule_files": [f"../../{RECORDING_FILE}", f"../../{ALERTS_FILE}"],
             "evaluation_interval": "1m",

@@ -10,13 +10,17 @@ from .catalog import (
     ADAPTERS,
     RECORDINGS,
     SIGNALS,
+    WATCHDOG,
+    WATCHDOG_DESCRIPTION,
+    WATCHDOG_SUMMARY,
     Signal,
     anchor,
     human_threshold,
     number,
+    resolve,
     value_template,
 )
-from .thresholds import Level, Thresholds, ThresholdsError
+from .thresholds import Level, Thresholds, ThresholdsError, duration_seconds
 
 RECORDING_FILE = "rules/sparki-recording.rules.yml"
 ALERTS_FILE = "rules/sparki-alerts.rules.yml"
@@ -51,6 +55,11 @@ def check_catalogue(thresholds: Thresholds) -> None:
         if (st.min_rate is None) != (signal.guard is None):
             need = "needs" if signal.guard else "takes no"
             problems.append(f"signals.{signal.key}: {need} min_rate")
+        if not signal.symptom and st.level("critical") is not None:
+            problems.append(
+                f"signals.{signal.key}.critical: {signal.alert} watches a cause, not a"
+                " user-facing symptom; causes notify chat (warning) and never page"
+            )
         for level in st.levels:
             if signal.window_minutes and level.hold_minutes < 2 * signal.window_minutes:
                 problems.append(
@@ -67,11 +76,23 @@ def check_catalogue(thresholds: Thresholds) -> None:
         raise ThresholdsError("; ".join(problems))
 
 
-def alert_expr(signal: Signal, level: Level, min_rate: float | None) -> str:
-    expr = f"{signal.value} {signal.op} {number(level.threshold)}"
+def alert_expr(
+    signal: Signal, level: Level, min_rate: float | None, exporter_job: str = "sparki"
+) -> str:
+    expr = f"{resolve(signal.value, exporter_job)} {signal.op} {number(level.threshold)}"
     if signal.guard is not None and min_rate is not None:
         expr += f" and {signal.guard_match}{signal.guard} >= {number(min_rate)}"
     return expr
+
+
+def rule_labels(signal: Signal, level: Level) -> dict[str, str]:
+    """severity, and adapter where the series do not carry it: target names are unique
+    only per adapter, so routing and inhibition need it to tell PostgreSQL ``main`` from
+    Redis ``main``."""
+    labels = {"severity": level.severity}
+    if signal.adapter != "common":
+        labels["adapter"] = signal.adapter
+    return labels
 
 
 def fill(text: str, signal: Signal, level: Level) -> str:
@@ -88,11 +109,19 @@ def runbook_url(thresholds: Thresholds, signal: Signal) -> str:
 
 def alert_rule(thresholds: Thresholds, signal: Signal, level: Level) -> dict[str, Any]:
     st = thresholds[signal.key]
-    return {
+    rule: dict[str, Any] = {
         "alert": signal.alert,
-        "expr": alert_expr(signal, level, st.min_rate),
+        "expr": alert_expr(signal, level, st.min_rate, thresholds.exporter_job),
         "for": level.hold,
-        "labels": {"severity": level.severity},
+    }
+    # Keep firing when the expression stops returning the alert: while a target hangs
+    # its series vanish, and a critical must not resolve (see docs/alerting.md). The
+    # exporter's own series (sparki_up, ...) stay while a target is down, and
+    # exporter-down has its absent() guard: those resolve as soon as they clear.
+    if signal.adapter != "common" and duration_seconds(thresholds.keep_firing_for) > 0:
+        rule["keep_firing_for"] = thresholds.keep_firing_for
+    return rule | {
+        "labels": rule_labels(signal, level),
         "annotations": {
             "summary": fill(signal.summary, signal, level),
             "description": fill(signal.description, signal, level),
@@ -110,6 +139,22 @@ def recording_groups() -> list[dict[str, Any]]:
     return groups
 
 
+WATCHDOG_SEVERITY = "heartbeat"
+
+
+def watchdog_rule(thresholds: Thresholds) -> dict[str, Any]:
+    return {
+        "alert": WATCHDOG,
+        "expr": "vector(1)",
+        "labels": {"severity": WATCHDOG_SEVERITY},
+        "annotations": {
+            "summary": WATCHDOG_SUMMARY,
+            "description": WATCHDOG_DESCRIPTION,
+            "runbook_url": f"{thresholds.runbook_url}#{anchor(WATCHDOG)}",
+        },
+    }
+
+
 def alert_groups(thresholds: Thresholds) -> list[dict[str, Any]]:
     check_catalogue(thresholds)
     groups = []
@@ -120,6 +165,8 @@ def alert_groups(thresholds: Thresholds) -> list[dict[str, Any]]:
             if signal.adapter == adapter
             for level in thresholds[signal.key].levels
         ]
+        if adapter == "common":
+            rules.append(watchdog_rule(thresholds))
         if rules:
             groups.append({"name": f"sparki-{adapter}.alerts", "rules": rules})
     return groups

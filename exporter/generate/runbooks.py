@@ -8,18 +8,18 @@ reject a skeleton's TODOs, so someone has to write it).
 
 from __future__ import annotations
 
-from .catalog import ADAPTER_TITLES, SIGNALS, Signal, human_threshold, number
+from .catalog import ADAPTER_TITLES, SIGNALS, Signal, human_threshold, number, resolve
 from .thresholds import Level, Thresholds
 
 BEGIN = "<!-- BEGIN GENERATED thresholds (sparki-exporter generate; edit rules/thresholds.yaml) -->"
 END = "<!-- END GENERATED thresholds -->"
 
 
-def _cell(signal: Signal, level: Level | None) -> str:
+def _cell(signal: Signal, level: Level | None, job: str) -> str:
     if level is None:
         return "-"
     if signal.unit == "bool":
-        return f"{signal.value.split('{')[0]} = 0 for {level.hold}"
+        return f"`{resolve(signal.value, job)}` = 0 for {level.hold}"
     op = "&gt;" if signal.op == ">" else "&lt;"
     return f"{op} {human_threshold(signal.unit, level.threshold)} for {level.hold}"
 
@@ -31,6 +31,7 @@ def table(thresholds: Thresholds) -> str:
         "| alert | thresholds.yaml | warning (chat) | critical (page) | why |",
         "|---|---|---|---|---|",
     ]
+    job = thresholds.exporter_job
     for signal in SIGNALS:
         st = thresholds[signal.key]
         why = st.reason
@@ -38,7 +39,8 @@ def table(thresholds: Thresholds) -> str:
             why += f" Silent below {number(st.min_rate)}/s of traffic."
         lines.append(
             f"| [{signal.alert}](#{signal.alert.lower()}) | `{signal.key}` | "
-            f"{_cell(signal, st.level('warning'))} | {_cell(signal, st.level('critical'))} | "
+            f"{_cell(signal, st.level('warning'), job)} | "
+            f"{_cell(signal, st.level('critical'), job)} | "
             f"{why.replace('|', '/')} |"
         )
     lines += ["", END]

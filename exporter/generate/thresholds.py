@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -61,6 +62,16 @@ class SignalThresholds:
 class Thresholds:
     runbook_url: str
     signals: dict[str, SignalThresholds]
+    # How long an alert keeps firing after its expression stops returning it (its data
+    # vanished, or the condition cleared): covers a target outage until the target-down
+    # critical pages. "0m" turns it off.
+    keep_firing_for: str = "10m"
+    # The Prometheus job that scrapes the exporter: the exporter-down alert reads its
+    # ``up`` and guards its absence.
+    exporter_job: str = "sparki"
+    # Labels (besides job and instance) that tell one environment from another, such as
+    # an external ``cluster`` label: routing groups and inhibits only within one value.
+    cluster_labels: tuple[str, ...] = field(default=("cluster",))
 
     def __getitem__(self, key: str) -> SignalThresholds:
         return self.signals[key]
@@ -85,13 +96,46 @@ def _level(severity: str, data: Any, where: str) -> Level:
     return Level(severity, threshold, hold)
 
 
+TOP_LEVEL = ("runbook_url", "keep_firing_for", "exporter_job", "cluster_labels", "signals")
+_LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+
+def check_runbook_url(url: Any) -> str:
+    """An absolute http(s) URL without a fragment: a pager or chat message has no
+    repository to resolve a relative path against, so a relative link is dead there."""
+    if not isinstance(url, str) or not url:
+        raise ThresholdsError("runbook_url: must be an absolute http(s) URL")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ThresholdsError(
+            f"runbook_url: {url!r} is not an absolute http(s) URL; alert receivers (pager,"
+            " chat) cannot follow a relative link"
+        )
+    if parts.fragment or "#" in url:
+        raise ThresholdsError("runbook_url: no #fragment; each alert appends its own anchor")
+    return url
+
+
 def parse(data: Any) -> Thresholds:
     """Validate the parsed YAML; raise :class:`ThresholdsError` naming the bad key."""
-    if not isinstance(data, dict) or set(data) != {"runbook_url", "signals"}:
-        raise ThresholdsError("top level must have exactly the keys runbook_url and signals")
-    runbook_url = data["runbook_url"]
-    if not isinstance(runbook_url, str) or "#" in runbook_url or not runbook_url:
-        raise ThresholdsError("runbook_url: must be a path or URL without a #fragment")
+    if not isinstance(data, dict) or not {"runbook_url", "signals"} <= set(data):
+        raise ThresholdsError("top level needs the keys runbook_url and signals")
+    unknown_top = set(data) - set(TOP_LEVEL)
+    if unknown_top:
+        raise ThresholdsError(f"unknown top-level keys {sorted(unknown_top)}")
+    runbook_url = check_runbook_url(data["runbook_url"])
+    keep = data.get("keep_firing_for", "10m")
+    if not isinstance(keep, str):
+        raise ThresholdsError("keep_firing_for: must be a duration string such as 10m")
+    duration_seconds(keep)
+    job = data.get("exporter_job", "sparki")
+    if not isinstance(job, str) or not job or '"' in job or "\\" in job:
+        raise ThresholdsError("exporter_job: must be the job name of the exporter's scrape")
+    cluster = data.get("cluster_labels", ["cluster"])
+    if not isinstance(cluster, list) or not all(
+        isinstance(x, str) and _LABEL.match(x) for x in cluster
+    ):
+        raise ThresholdsError("cluster_labels: must be a list of label names")
     raw = data["signals"]
     if not isinstance(raw, dict) or not raw:
         raise ThresholdsError("signals: must be a non-empty mapping")
@@ -118,7 +162,13 @@ def parse(data: Any) -> Thresholds:
             levels=levels,
             min_rate=None if min_rate is None else _number(min_rate, f"{where}.min_rate"),
         )
-    return Thresholds(runbook_url=runbook_url, signals=signals)
+    return Thresholds(
+        runbook_url=runbook_url,
+        signals=signals,
+        keep_firing_for=keep,
+        exporter_job=job,
+        cluster_labels=tuple(cluster),
+    )
 
 
 def load(path: Path) -> Thresholds:
