@@ -356,7 +356,8 @@ class PostgresTarget:
         self.own_user: int | None = None
         self.own_db: int | None = None
         self.own_queryids: set[int] = set()
-        self.own_learned_with_statements = False
+        self.own_recognizable = False  # EXPLAIN shows query identifiers
+        self.own_retry = True  # some SQL could not be explained yet (no extension)
         self.reported_hidden: dict[str, int] = {}
         self.hidden: dict[str, int] = {}
         self.privilege_hidden_before = False
@@ -417,7 +418,7 @@ class PostgresTarget:
         user, db, version = await _one(conn, IDENTITY_SQL)
         self.own_user, self.own_db = int(user), int(db)
         ids: set[int] = set()
-        complete = True
+        recognizable, retry = True, False
         for sql, params in self._own_sql(int(version)):
             try:
                 cur = await conn.execute(b"EXPLAIN (VERBOSE, FORMAT JSON) " + sql.encode(), params)
@@ -425,16 +426,17 @@ class PostgresTarget:
             except psycopg.errors.QueryCanceled:
                 raise
             except psycopg.DatabaseError:
-                complete = False  # pg_stat_statements not created yet: learn it later
+                retry = True  # pg_stat_statements not created yet: learn it later
                 continue
             plan = row[0] if row else None
             queryid = plan[0].get("Query Identifier") if isinstance(plan, list) and plan else None
             if queryid is None:
-                complete = False  # compute_query_id off, or PostgreSQL before 14
+                recognizable = False  # compute_query_id off, or PostgreSQL before 14
             else:
                 ids.add(int(queryid))
         self.own_queryids = ids
-        self.own_learned_with_statements = complete
+        self.own_recognizable = recognizable and bool(ids)
+        self.own_retry = retry
 
     async def reset(self) -> None:
         conn, self.conn = self.conn, None
@@ -560,11 +562,14 @@ class PostgresTarget:
         if not has_ext:
             self._problem("extension_missing", dbname)
             return False, 0, None
-        if not self.own_learned_with_statements and self.config.exclude_own_statements:
+        if self.own_retry and self.config.exclude_own_statements:
             await self._learn_own_statements(conn)  # the extension appeared since
         try:
-            rows = await _all(conn, statements_sql(version))
+            # pg_stat_statements_info is read before and after the rows: a reset in
+            # between would leave rows and stats_reset from different sides of it.
             info_sql = statements_info_sql(version)
+            _, reset_before = (await _one(conn, info_sql)) if info_sql else (None, None)
+            rows = await _all(conn, statements_sql(version))
             dealloc, stats_reset = (await _one(conn, info_sql)) if info_sql else (None, None)
         except psycopg.errors.InsufficientPrivilege:
             self._problem("permission", dbname)
@@ -573,6 +578,10 @@ class PostgresTarget:
             self._problem("not_preloaded", dbname)
             return False, 0, None
         self._problem(None, dbname)
+        if reset_before != stats_reset:
+            # Reset during the read: skip this poll's rows. The next one sees the new
+            # stats_reset against the last complete poll and counts from zero.
+            return True, len(rows), (int(dealloc) if dealloc is not None else None)
         self._apply_statements(rows, stats_reset, dealloc)
         self._report_hidden()
         await self._fetch_texts(conn)
@@ -626,7 +635,7 @@ class PostgresTarget:
         datnames: dict[int, str] = {}
         totals: dict[tuple[str, int], float] = {}
         hidden = {"own": 0, "role": 0, "privilege": 0, "unrecognized": 0}
-        own_known = bool(self.own_queryids) and self.own_learned_with_statements
+        own_known = self.own_recognizable
         for userid, dbid, queryid, calls, total_ms, sd_ms, min_ms, max_ms, datname, since in rows:
             if queryid is None:
                 hidden["privilege"] += 1  # another role's row, hidden from this role
