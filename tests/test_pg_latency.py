@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from exporter.adapters._pg_estimator import regularized_beta, spread
 from exporter.adapters.postgres import STATEMENT_BUCKETS, clean_query_text
 
+# Every test here runs against each installed PostgreSQL major (fixtures_pg.py).
+PG_ALL_MAJORS = True
 FAST = {"poll_interval": "1s", "poll_timeout": "0.8s"}
 HIST = "sparki_postgres_statement_duration_seconds"
 

@@ -11,6 +11,8 @@ import pytest
 from fixtures_core import timed
 from fixtures_pg import PgCluster, make_primary
 
+# Every test here runs against each installed PostgreSQL major (fixtures_pg.py).
+PG_ALL_MAJORS = True
 FAST = {"poll_interval": "1s", "poll_timeout": "0.8s"}
 
 # name -> (type, label names) for every PostgreSQL row of the metric contract.
