@@ -51,13 +51,9 @@ def quantile(q: float, bounds: tuple[float, ...], counts: list[float]) -> float:
 async def bucket_counts(exp, target: str, datname: str) -> list[float]:
     """Per-bucket counts (de-cumulated), +Inf last."""
     samples = await exp.samples(HIST + "_bucket", target=target, datname=datname)
-    by_le = {s.labels["le"]: s.value for s in samples}
-    cumulative = [by_le.get(_le(b), 0.0) for b in STATEMENT_BUCKETS] + [by_le.get("+Inf", 0.0)]
+    by_le = {float(s.labels["le"]): s.value for s in samples}
+    cumulative = [by_le.get(float(b), 0.0) for b in STATEMENT_BUCKETS] + [by_le.get(math.inf, 0.0)]
     return [c - (cumulative[i - 1] if i else 0.0) for i, c in enumerate(cumulative)]
-
-
-def _le(bound: float) -> str:
-    return str(float(bound)) if bound != int(bound) else f"{float(bound)}"
 
 
 def delta(after: list[float], before: list[float]) -> list[float]:
