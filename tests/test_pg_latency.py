@@ -336,3 +336,37 @@ async def test_role_without_pg_monitor_counts_hidden_sessions_and_says_so(
     finally:
         for conn in others:
             conn.close()
+
+
+@pytest.mark.parametrize("minmax_reset", [False, True])
+async def test_minmax_reset_is_opt_in_and_bounds_each_interval(
+    pg_cluster: PgCluster, start_exporter, minmax_reset: bool
+) -> None:
+    """PostgreSQL 17+: with the option, an old outlier no longer widens the support."""
+    if pg_cluster.sql("SELECT current_setting('server_version_num')::int")[0][0] < 170000:
+        pytest.skip("minmax_only resets need PostgreSQL 17")
+    target = pg_cluster.target("mm", statements_minmax_reset=minmax_reset)
+    target["dsn"] = pg_cluster.dsn(user="postgres")  # the reset needs EXECUTE on it
+    exp = await start_exporter({**FAST, "postgres": [target]})
+    await exp.polls("postgres", "mm", 2)
+    run_many(pg_cluster, ["SELECT pg_sleep(0.4)"])  # one old outlier
+    await exp.polls("postgres", "mm", 2)
+    before = await bucket_counts(exp, "mm", "app")
+    run_many(
+        pg_cluster,
+        ["SELECT pg_sleep(0.07)" if i % 5 == 4 else "SELECT pg_sleep(0.002)" for i in range(50)],
+    )
+    await exp.polls("postgres", "mm", 2)
+    got = delta(await bucket_counts(exp, "mm", "app"), before)
+    assert sum(got) == 50
+    maximum = pg_cluster.sql(
+        "SELECT max(max_exec_time) FROM pg_stat_statements WHERE query LIKE '%pg_sleep%'", "app"
+    )[0][0]
+    if minmax_reset:
+        # min/max now bound the last interval only: the 400 ms call is gone from them,
+        # and no call of this interval is placed above 100 ms.
+        assert maximum < 300, maximum
+        assert sum(got[STATEMENT_BUCKETS.index(0.1) + 1 :]) == 0, got
+        assert band(quantile(0.95, STATEMENT_BUCKETS, got)) == "warning", got
+    else:
+        assert maximum >= 400, "off by default: other users' min/max are left alone"

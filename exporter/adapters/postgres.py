@@ -106,6 +106,14 @@ class PostgresConfig(TargetConfig):
         description="also leave out every statement of the exporter's role: only for a "
         "role used by nothing else, as it hides an application sharing the role",
     )
+    statements_minmax_reset: bool = Field(
+        False,
+        description="PostgreSQL 17+: after each read, reset every entry's min/max "
+        "(pg_stat_statements_reset(0, 0, 0, true)) so they bound one poll interval, "
+        "which sharpens the latency estimate. Off by default: it changes the min/max "
+        "that other users of pg_stat_statements see, and needs EXECUTE on "
+        "pg_stat_statements_reset (superuser only by default)",
+    )
     query_text_length: int = Field(120, ge=16, le=4096)
     query_text_refresh: Duration = Field(
         60.0,
@@ -241,6 +249,7 @@ TEXTS_SQL = (
     "SELECT DISTINCT ON (dbid, queryid) dbid::int8, queryid, query "
     "FROM pg_stat_statements(true) WHERE queryid = ANY(%s)"
 )
+MINMAX_RESET_SQL = "SELECT pg_stat_statements_reset(0, 0, 0, true)"
 SETTINGS_SQL = (
     "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), "
     "current_setting('max_connections')::int, "
@@ -361,6 +370,7 @@ class PostgresTarget:
         self.reported_hidden: dict[str, int] = {}
         self.hidden: dict[str, int] = {}
         self.privilege_hidden_before = False
+        self.minmax_refused = False
 
     # -- connection ---------------------------------------------------------------------
 
@@ -402,6 +412,8 @@ class PostgresTarget:
         info = statements_info_sql(version)
         if info:
             sql.append((info, None))
+        if version >= 170000 and self.config.statements_minmax_reset:
+            sql.append((MINMAX_RESET_SQL, None))
         return sql
 
     async def _learn_own_statements(self, conn: AsyncConnection[Any]) -> None:
@@ -584,6 +596,20 @@ class PostgresTarget:
             return True, len(rows), (int(dealloc) if dealloc is not None else None)
         self._apply_statements(rows, stats_reset, dealloc)
         self._report_hidden()
+        if self.config.statements_minmax_reset and version >= 170000 and not self.minmax_refused:
+            try:
+                await conn.execute(MINMAX_RESET_SQL.encode())
+            except psycopg.errors.InsufficientPrivilege:
+                self.minmax_refused = True
+                log.warning(
+                    "statements_minmax_reset is on but the role may not reset "
+                    "pg_stat_statements: min/max stay cumulative",
+                    extra=kv(
+                        target=self.config.name,
+                        fix="GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, "
+                        "bigint, boolean) TO the exporter's role, or turn the option off",
+                    ),
+                )
         await self._fetch_texts(conn)
         return True, len(rows), (int(dealloc) if dealloc is not None else None)
 
