@@ -249,6 +249,13 @@ TEXTS_SQL = (
     "SELECT DISTINCT ON (dbid, queryid) dbid::int8, queryid, query "
     "FROM pg_stat_statements(true) WHERE queryid = ANY(%s)"
 )
+EXPLAIN_PREFIX = "EXPLAIN (VERBOSE, FORMAT JSON) "
+# The EXPLAINs that learn the exporter's queryids are utility statements pg_stat_statements
+# records too: found by their text once per connection, so they are left out as well.
+OWN_EXPLAINS_SQL = (
+    "SELECT queryid FROM pg_stat_statements(true) "
+    "WHERE userid::int8 = %s::int8 AND dbid::int8 = %s::int8 AND starts_with(query, %s)"
+)
 MINMAX_RESET_SQL = "SELECT pg_stat_statements_reset(0, 0, 0, true)"
 SETTINGS_SQL = (
     "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), "
@@ -408,6 +415,7 @@ class PostgresTarget:
             (STANDBY_LAG_SQL, None),
             (statements_sql(version), None),
             (TEXTS_SQL, ([0],)),
+            (OWN_EXPLAINS_SQL, (0, 0, "")),
         ]
         info = statements_info_sql(version)
         if info:
@@ -424,8 +432,8 @@ class PostgresTarget:
         for the statement, without running it. Keyed by the session's role and
         database, so an application sharing the role keeps all of its statements, and
         an application running the very same SQL under another role keeps it too. The
-        EXPLAINs themselves are recorded by pg_stat_statements as utility statements of
-        the role, once per connection.
+        EXPLAINs themselves are recorded by pg_stat_statements as utility statements:
+        found by their text right after, once per connection.
         """
         user, db, version = await _one(conn, IDENTITY_SQL)
         self.own_user, self.own_db = int(user), int(db)
@@ -433,7 +441,7 @@ class PostgresTarget:
         recognizable, retry = True, False
         for sql, params in self._own_sql(int(version)):
             try:
-                cur = await conn.execute(b"EXPLAIN (VERBOSE, FORMAT JSON) " + sql.encode(), params)
+                cur = await conn.execute((EXPLAIN_PREFIX + sql).encode(), params)
                 row = await cur.fetchone()
             except psycopg.errors.QueryCanceled:
                 raise
@@ -446,6 +454,14 @@ class PostgresTarget:
                 recognizable = False  # compute_query_id off, or PostgreSQL before 14
             else:
                 ids.add(int(queryid))
+        if recognizable and not retry:
+            try:
+                rows = await _all(conn, OWN_EXPLAINS_SQL, (user, db, EXPLAIN_PREFIX))
+            except psycopg.errors.QueryCanceled:
+                raise
+            except psycopg.DatabaseError:
+                rows = []
+            ids |= {int(r[0]) for r in rows if r[0] is not None}
         self.own_queryids = ids
         self.own_recognizable = recognizable and bool(ids)
         self.own_retry = retry
