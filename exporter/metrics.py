@@ -202,6 +202,26 @@ class HistogramState:
         self.sum += value * count if total is None else total
         return True
 
+    def add_counts(self, counts: Sequence[int], total: float) -> bool:
+        """Add observations already spread over the buckets (one count per slot).
+
+        For estimators that know how many observations fall in each bucket but not
+        their values; ``total`` is their exact sum. Refused, like ``observe``, when a
+        count is negative or the total is not a finite non-negative number.
+        """
+        if (
+            len(counts) != len(self.counts)
+            or any(c < 0 for c in counts)
+            or not sum(counts)
+            or not math.isfinite(total)
+            or total < 0
+        ):
+            return False
+        for i, c in enumerate(counts):
+            self.counts[i] += c
+        self.sum += total
+        return True
+
     def snapshot(self) -> HistogramSnapshot:
         return HistogramSnapshot(self.bounds, tuple(self.counts), self.sum)
 

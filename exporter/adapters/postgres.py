@@ -40,6 +40,7 @@ from ..metrics import (
     Metric,
     histogram_family,
 )
+from ._pg_estimator import interval_moments, spread
 from ._pgerrors import check_dsn_options, classify
 
 log = logging.getLogger("sparki.postgres")
@@ -107,8 +108,22 @@ class PostgresConfig(TargetConfig):
     statements_top_n: int = Field(100, ge=0, le=10000)
     exclude_own_statements: bool = Field(
         True,
-        description="leave out statements of the exporter's own role, which would "
-        "otherwise pull latency percentiles down on a quiet server",
+        description="leave out the exporter's own statements (recognized by queryid, "
+        "whatever role it shares), which would otherwise pull latency percentiles down "
+        "on a quiet server",
+    )
+    exclude_own_role: bool = Field(
+        False,
+        description="also leave out every statement of the exporter's role: only for a "
+        "role used by nothing else, as it hides an application sharing the role",
+    )
+    statements_minmax_reset: bool = Field(
+        False,
+        description="PostgreSQL 17+: after each read, reset every entry's min/max "
+        "(pg_stat_statements_reset(0, 0, 0, true)) so they bound one poll interval, "
+        "which sharpens the latency estimate. Off by default: it changes the min/max "
+        "that other users of pg_stat_statements see, and needs EXECUTE on "
+        "pg_stat_statements_reset (superuser only by default)",
     )
     query_text_length: int = Field(120, ge=16, le=4096)
     query_text_refresh: Duration = Field(
@@ -194,27 +209,33 @@ class PostgresSnapshot:
     statement_texts: tuple[tuple[str, str, str], ...]  # datname, queryid, text
     statements_tracked: int
     statements_deallocated: int | None
+    # reason -> entries left out: "own" (the exporter's statements), "role" (the
+    # exclude_own_role option), "privilege" (other roles' rows hidden from this role).
+    statements_hidden: tuple[tuple[str, int], ...] = ()
 
 
 # --- version differences, in one place -------------------------------------------------
 
 
-def statements_sql(version: int, exclude_own: bool = True) -> str:
-    """pg_stat_statements without query text, for PostgreSQL 13 to 17.
+def statements_sql(version: int) -> str:
+    """pg_stat_statements without query text, for PostgreSQL 12 to 18.
 
-    13 renamed total_time to total_exec_time; 14 added ``toplevel`` (nested statements
-    would count their time twice); 17 added ``stats_since``, which tells exactly when an
-    entry was (re)created, so evictions are detected without guessing.
+    13 renamed total_time, stddev_time, min_time and max_time to ``*_exec_time``; 14
+    added ``toplevel`` (nested statements would count their time twice); 17 added
+    ``stats_since``, which tells exactly when an entry was (re)created, so evictions are
+    detected without guessing. (1.11/1.12 in 17/18 renamed blk_* timing columns and
+    added parallel-worker and WAL columns, none of which are read here.) Rows whose
+    ``queryid`` is NULL are other roles' statements hidden from a role without
+    ``pg_read_all_stats``: they are returned so they can be counted as hidden.
     """
-    time_col = "total_exec_time" if version >= 130000 else "total_time"
+    col = "exec_time" if version >= 130000 else "time"
     since = "s.stats_since" if version >= 170000 else "NULL::timestamptz"
-    toplevel = "AND s.toplevel" if version >= 140000 else ""
-    own = "AND s.userid <> session_user::regrole::oid" if exclude_own else ""
+    toplevel = "WHERE s.toplevel" if version >= 140000 else ""
     # Only constants are interpolated.
     return (
-        f"SELECT s.userid::int8, s.dbid::int8, s.queryid, s.calls, s.{time_col}, d.datname, "  # noqa: S608
-        f"{since} FROM pg_stat_statements(false) s JOIN pg_database d ON d.oid = s.dbid "
-        f"WHERE s.queryid IS NOT NULL {toplevel} {own}"
+        "SELECT s.userid::int8, s.dbid::int8, s.queryid, s.calls, "  # noqa: S608
+        f"s.total_{col}, s.stddev_{col}, s.min_{col}, s.max_{col}, d.datname, {since} "
+        f"FROM pg_stat_statements(false) s JOIN pg_database d ON d.oid = s.dbid {toplevel}"
     )
 
 
@@ -223,6 +244,31 @@ def statements_info_sql(version: int) -> str | None:
     return "SELECT dealloc, stats_reset FROM pg_stat_statements_info" if version >= 140000 else None
 
 
+# The probe: trivial, and of a shape applications rarely use (a pool's health check is
+# usually ``SELECT 1``), since the exporter's own statements are left out by queryid.
+PROBE_SQL = "SELECT pg_backend_pid()"
+# Session limits as a SELECT, not SET: one queryid whatever the values, so it can be
+# recognized as the exporter's own like every other statement it runs.
+SESSION_SQL = (
+    "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)"
+)
+IDENTITY_SQL = (
+    "SELECT session_user::regrole::oid::int8, "
+    "(SELECT oid FROM pg_database WHERE datname = current_database())::int8, "
+    "current_setting('server_version_num')::int"
+)
+TEXTS_SQL = (
+    "SELECT DISTINCT ON (dbid, queryid) dbid::int8, queryid, query "
+    "FROM pg_stat_statements(true) WHERE queryid = ANY(%s)"
+)
+EXPLAIN_PREFIX = "EXPLAIN (VERBOSE, FORMAT JSON) "
+# The EXPLAINs that learn the exporter's queryids are utility statements pg_stat_statements
+# records too: found by their text once per connection, so they are left out as well.
+OWN_EXPLAINS_SQL = (
+    "SELECT queryid FROM pg_stat_statements(true) "
+    "WHERE userid::int8 = %s::int8 AND dbid::int8 = %s::int8 AND starts_with(query, %s)"
+)
+MINMAX_RESET_SQL = "SELECT pg_stat_statements_reset(0, 0, 0, true)"
 SETTINGS_SQL = (
     "SELECT current_setting('server_version_num')::int, pg_is_in_recovery(), "
     "current_setting('max_connections')::int, "
@@ -233,9 +279,13 @@ SETTINGS_SQL = (
     "EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'), "
     "current_database()"
 )
+# A role without pg_read_all_stats sees other roles' sessions with backend_type and
+# state NULL: those with a database and a user are sessions (background processes have
+# neither), counted as state="unknown" rather than dropped.
 CONNECTIONS_SQL = (
     "SELECT coalesce(state, 'unknown'), count(*) FROM pg_stat_activity "
-    "WHERE backend_type = 'client backend' GROUP BY 1"
+    "WHERE backend_type = 'client backend' "
+    "OR (backend_type IS NULL AND datid IS NOT NULL AND usesysid IS NOT NULL) GROUP BY 1"
 )
 DATABASES_SQL = (
     "SELECT datname, xact_commit, xact_rollback, blks_hit, blks_read "
@@ -260,18 +310,50 @@ STANDBY_LAG_SQL = (
     "FROM r"
 )
 
-_LITERAL = re.compile(r"'(?:[^']|'')*'")
+# Every literal form PostgreSQL accepts: '...' with any prefix (E'' with backslash
+# escapes, U&'', B'', X'', N''), and $tag$...$tag$ with any tag ($1 is a parameter, not
+# a quote: a tag cannot start with a digit). An unterminated literal runs to the end.
+# Comments are dropped too (they can hold anything). Quoted identifiers are matched
+# only to be kept whole, so a quote inside one does not start a literal.
+_LITERAL = re.compile(
+    r"""(?isx)
+    (?P<ident>"(?:[^"]|"")*"?)
+    | (?P<comment>--[^\n]*|/\*.*?(?:\*/|$))
+    | (?<![\w$])E'(?:[^'\\]|\\.|'')*(?:'|$)              # E'...': backslash escapes
+    | (?<![\w$])(?:U&|[BXN])?'(?:[^']|'')*(?:'|$)      # '...', U&'...', B'', X'', N''
+    | (?<![\w$])\$(?P<tag>[A-Za-z_\x80-\uffff][\w\x80-\uffff]*)?\$.*?(?:\$(?P=tag)\$|$)
+    """
+)
+
+
+def _blank(match: re.Match[str]) -> str:
+    if match.group("ident"):
+        return match.group("ident")
+    return " " if match.group("comment") else "'?'"
+
+
 _SPACE = re.compile(r"\s+")
+# Utility statements that set a password are shown as a placeholder whatever their
+# syntax: a password written as something the literal scan does not expect must not
+# reach a label.
+_PASSWORD_STATEMENT = re.compile(
+    r"(?is)(?:^|;)\s*(CREATE|ALTER)\s+(ROLE|USER|GROUP)\b[^;]*\bPASSWORD\b"
+)
+PASSWORD_PLACEHOLDER = "{verb} ROLE ... PASSWORD <hidden>"  # noqa: S105
 
 
 def clean_query_text(text: str, limit: int) -> str:
-    """Normalize a statement for a label: one line, no string literals, bounded length.
+    """Normalize a statement for a label: one line, no literals, bounded length.
 
-    pg_stat_statements already replaces constants with $n in normal statements, but
-    utility statements (``ALTER ROLE ... PASSWORD '...'``) keep their text verbatim, so
-    literals are blanked here: a label must never carry a secret.
+    pg_stat_statements replaces constants with $n in planned statements, but utility
+    statements (``ALTER ROLE ... PASSWORD $$...$$``) keep their text verbatim, so every
+    literal form is blanked here and password-setting statements become a fixed
+    placeholder: a label must never carry a secret.
     """
-    text = _SPACE.sub(" ", _LITERAL.sub("'?'", text)).strip()
+    text = _SPACE.sub(" ", _LITERAL.sub(_blank, text)).strip()
+    match = _PASSWORD_STATEMENT.search(text)
+    if match:
+        return PASSWORD_PLACEHOLDER.format(verb=match.group(1).upper())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -284,8 +366,8 @@ class PostgresTarget:
         self.conn: AsyncConnection[Any] | None = None
         self.probe = HistogramState(PROBE_BUCKETS)
         self.histograms: dict[str, HistogramState] = {}
-        # (userid, dbid, queryid) -> (calls, total ms, stats_since)
-        self.previous: dict[tuple[int, int, int], tuple[int, float, Any]] | None = None
+        # (userid, dbid, queryid) -> (calls, total ms, stddev ms, stats_since)
+        self.previous: dict[tuple[int, int, int], tuple[int, float, float, Any]] | None = None
         self.previous_reset: Any = None
         self.previous_dealloc: int | None = None
         self.top: dict[tuple[str, int], list[float]] = {}  # (datname, queryid) -> [calls, s]
@@ -297,6 +379,17 @@ class PostgresTarget:
         self.text_ahead: set[tuple[int, int]] = set()
         self.last_text_fetch: float | None = None
         self.reported_problem: str | None = None
+        # The exporter's own statements: (userid, dbid) of its session and the queryids
+        # of the SQL it runs there, learned with EXPLAIN (VERBOSE) on each connection.
+        self.own_user: int | None = None
+        self.own_db: int | None = None
+        self.own_queryids: set[int] = set()
+        self.own_recognizable = False  # EXPLAIN shows query identifiers
+        self.own_retry = True  # some SQL could not be explained yet (no extension)
+        self.reported_hidden: dict[str, int] = {}
+        self.hidden: dict[str, int] = {}
+        self.privilege_hidden_before = False
+        self.minmax_refused = False
 
     # -- connection ---------------------------------------------------------------------
 
@@ -317,13 +410,76 @@ class PostgresTarget:
         statement_ms = min(max(1, round(statement_s * 1000)), PG_MAX_TIMEOUT_MS)
         lock_ms = min(max(1, round(self.config.lock_timeout * 1000)), PG_MAX_TIMEOUT_MS)
         try:
-            await conn.execute(f"SET statement_timeout = {statement_ms}")
-            await conn.execute(f"SET lock_timeout = {lock_ms}")
+            await conn.execute(SESSION_SQL.encode(), (str(statement_ms), str(lock_ms)))
+            await self._learn_own_statements(conn)
         except BaseException:
             await conn.close()
             raise
         self.conn = conn
         return conn
+
+    def _own_sql(self, version: int) -> list[tuple[str, Any]]:
+        sql: list[tuple[str, Any]] = [
+            (PROBE_SQL, None),
+            (SESSION_SQL, ("0", "0")),
+            (IDENTITY_SQL, None),
+            (SETTINGS_SQL, None),
+            (CONNECTIONS_SQL, None),
+            (DATABASES_SQL, None),
+            (PRIMARY_LAG_SQL, None),
+            (STANDBY_LAG_SQL, None),
+            (statements_sql(version), None),
+            (TEXTS_SQL, ([0],)),
+            (OWN_EXPLAINS_SQL, (0, 0, "")),
+        ]
+        info = statements_info_sql(version)
+        if info:
+            sql.append((info, None))
+        if version >= 170000 and self.config.statements_minmax_reset:
+            sql.append((MINMAX_RESET_SQL, None))
+        return sql
+
+    async def _learn_own_statements(self, conn: AsyncConnection[Any]) -> None:
+        """Learn the queryids of the exporter's own SQL, so exactly those are left out.
+
+        ``EXPLAIN (VERBOSE)`` prints the query identifier PostgreSQL (14+, with
+        ``compute_query_id`` on or ``auto`` and pg_stat_statements loaded) will record
+        for the statement, without running it. Keyed by the session's role and
+        database, so an application sharing the role keeps all of its statements, and
+        an application running the very same SQL under another role keeps it too. The
+        EXPLAINs themselves are recorded by pg_stat_statements as utility statements:
+        found by their text right after, once per connection.
+        """
+        user, db, version = await _one(conn, IDENTITY_SQL)
+        self.own_user, self.own_db = int(user), int(db)
+        ids: set[int] = set()
+        recognizable, retry = True, False
+        for sql, params in self._own_sql(int(version)):
+            try:
+                cur = await conn.execute((EXPLAIN_PREFIX + sql).encode(), params)
+                row = await cur.fetchone()
+            except psycopg.errors.QueryCanceled:
+                raise
+            except psycopg.DatabaseError:
+                retry = True  # pg_stat_statements not created yet: learn it later
+                continue
+            plan = row[0] if row else None
+            queryid = plan[0].get("Query Identifier") if isinstance(plan, list) and plan else None
+            if queryid is None:
+                recognizable = False  # compute_query_id off, or PostgreSQL before 14
+            else:
+                ids.add(int(queryid))
+        if recognizable and not retry:
+            try:
+                rows = await _all(conn, OWN_EXPLAINS_SQL, (user, db, EXPLAIN_PREFIX))
+            except psycopg.errors.QueryCanceled:
+                raise
+            except psycopg.DatabaseError:
+                rows = []
+            ids |= {int(r[0]) for r in rows if r[0] is not None}
+        self.own_queryids = ids
+        self.own_recognizable = recognizable and bool(ids)
+        self.own_retry = retry
 
     async def reset(self) -> None:
         conn, self.conn = self.conn, None
@@ -338,7 +494,7 @@ class PostgresTarget:
     async def poll(self) -> PostgresSnapshot:
         conn = await self._connection()
         start = time.perf_counter()
-        await conn.execute("SELECT 1")
+        await conn.execute(PROBE_SQL.encode())
         self.probe.observe(time.perf_counter() - start)
 
         row = await _one(conn, SETTINGS_SQL)
@@ -390,6 +546,7 @@ class PostgresTarget:
             statement_texts=tuple(texts),
             statements_tracked=tracked,
             statements_deallocated=dealloc,
+            statements_hidden=tuple(sorted(self.hidden.items())) if available else (),
         )
 
     async def _replication(
@@ -448,9 +605,14 @@ class PostgresTarget:
         if not has_ext:
             self._problem("extension_missing", dbname)
             return False, 0, None
+        if self.own_retry and self.config.exclude_own_statements:
+            await self._learn_own_statements(conn)  # the extension appeared since
         try:
-            rows = await _all(conn, statements_sql(version, self.config.exclude_own_statements))
+            # pg_stat_statements_info is read before and after the rows: a reset in
+            # between would leave rows and stats_reset from different sides of it.
             info_sql = statements_info_sql(version)
+            _, reset_before = (await _one(conn, info_sql)) if info_sql else (None, None)
+            rows = await _all(conn, statements_sql(version))
             dealloc, stats_reset = (await _one(conn, info_sql)) if info_sql else (None, None)
         except psycopg.errors.InsufficientPrivilege:
             self._problem("permission", dbname)
@@ -459,22 +621,101 @@ class PostgresTarget:
             self._problem("not_preloaded", dbname)
             return False, 0, None
         self._problem(None, dbname)
+        if reset_before != stats_reset:
+            # Reset during the read: skip this poll's rows. The next one sees the new
+            # stats_reset against the last complete poll and counts from zero.
+            return True, len(rows), (int(dealloc) if dealloc is not None else None)
         self._apply_statements(rows, stats_reset, dealloc)
+        self._report_hidden()
+        if self.config.statements_minmax_reset and version >= 170000 and not self.minmax_refused:
+            try:
+                await conn.execute(MINMAX_RESET_SQL.encode())
+            except psycopg.errors.InsufficientPrivilege:
+                self.minmax_refused = True
+                log.warning(
+                    "statements_minmax_reset is on but the role may not reset "
+                    "pg_stat_statements: min/max stay cumulative",
+                    extra=kv(
+                        target=self.config.name,
+                        fix="GRANT EXECUTE ON FUNCTION pg_stat_statements_reset(oid, oid, "
+                        "bigint, boolean) TO the exporter's role, or turn the option off",
+                    ),
+                )
         await self._fetch_texts(conn)
         return True, len(rows), (int(dealloc) if dealloc is not None else None)
+
+    def _report_hidden(self) -> None:
+        """One log line when a reason for hiding statements appears (or goes away)."""
+        fixes = {
+            "own": "nothing to do: these are the exporter's own queries",
+            "role": "exclude_own_role is on: every statement of the exporter's role is "
+            "left out; give the exporter a role of its own, or turn the option off",
+            "privilege": "GRANT pg_monitor (or pg_read_all_stats) TO the exporter's role: "
+            "other roles' statements are hidden from it, so latency alerts cannot see them",
+            "unrecognized": "the exporter cannot tell its own statements apart "
+            "(PostgreSQL before 14, or compute_query_id = off): they are left out by "
+            "role; give the exporter a role of its own",
+        }
+        for reason in sorted(set(self.hidden) | set(self.reported_hidden)):
+            now = self.hidden.get(reason, 0) > 0
+            if now == (self.reported_hidden.get(reason, 0) > 0):
+                continue
+            self.reported_hidden[reason] = self.hidden.get(reason, 0)
+            if not now:
+                log.info(
+                    "pg_stat_statements rows no longer hidden",
+                    extra=kv(target=self.config.name, reason=reason),
+                )
+            elif reason == "own":
+                log.info(
+                    "left the exporter's own statements out of the latency histograms",
+                    extra=kv(
+                        target=self.config.name, reason=reason, statements=self.hidden[reason]
+                    ),
+                )
+            else:
+                log.warning(
+                    "pg_stat_statements rows hidden: they are not in the latency histograms",
+                    extra=kv(
+                        target=self.config.name,
+                        reason=reason,
+                        statements=self.hidden[reason],
+                        fix=fixes[reason],
+                    ),
+                )
 
     def _apply_statements(
         self, rows: Iterable[tuple[Any, ...]], stats_reset: Any, dealloc: Any
     ) -> None:
-        current: dict[tuple[int, int, int], tuple[int, float, Any]] = {}
+        current: dict[tuple[int, int, int], tuple[int, float, float, Any]] = {}
+        bounds: dict[tuple[int, int, int], tuple[float, float]] = {}
         datnames: dict[int, str] = {}
         totals: dict[tuple[str, int], float] = {}
-        for userid, dbid, queryid, calls, total_ms, datname, since in rows:
+        hidden = {"own": 0, "role": 0, "privilege": 0, "unrecognized": 0}
+        own_known = self.own_recognizable
+        for userid, dbid, queryid, calls, total_ms, sd_ms, min_ms, max_ms, datname, since in rows:
+            if queryid is None:
+                hidden["privilege"] += 1  # another role's row, hidden from this role
+                continue
+            mine = int(userid) == self.own_user
+            if mine and self.config.exclude_own_statements:
+                if own_known:
+                    if int(dbid) == self.own_db and int(queryid) in self.own_queryids:
+                        hidden["own"] += 1
+                        continue
+                else:
+                    hidden["unrecognized"] += 1
+                    continue
+            if mine and self.config.exclude_own_role:
+                hidden["role"] += 1
+                continue
             key = (int(userid), int(dbid), int(queryid))
-            current[key] = (int(calls), float(total_ms), since)
+            current[key] = (int(calls), float(total_ms), float(sd_ms or 0.0), since)
+            bounds[key] = (float(min_ms or 0.0), float(max_ms or 0.0))
             datnames[int(dbid)] = str(datname)
             agg = (str(datname), int(queryid))
             totals[agg] = totals.get(agg, 0.0) + float(total_ms)
+        self.hidden = {k: v for k, v in hidden.items() if v}
 
         # Top-N by cumulative time; their own series, the rest summed under "other".
         n = self.config.statements_top_n
@@ -496,23 +737,49 @@ class PostgresTarget:
             self.histograms.setdefault(datname, HistogramState(self.config.statement_buckets))
             self.other.setdefault(datname, [0, 0.0])
 
-        full_reset = self.previous is None or (
-            self.previous_reset is not None and stats_reset != self.previous_reset
+        # Only the exporter's first poll is a baseline. After that, an entry absent from
+        # the previous complete poll is new (first call, or re-created after a reset or
+        # an eviction): every call it shows happened since, so all of them count. The
+        # exception: rows that were hidden by privilege and are visible now (a GRANT)
+        # carry their whole history, so they start as baselines.
+        first_poll = self.previous is None
+        full_reset = (
+            not first_poll
+            and self.previous_reset is not None
+            and stats_reset != self.previous_reset
         )
         previous = {} if full_reset or self.previous is None else self.previous
-        for key, (calls, total_ms, since) in current.items():
+        new_counts = not self.privilege_hidden_before or not hidden["privilege"]
+        zero = (0, 0.0, 0.0, None)
+        for key, (calls, total_ms, sd_ms, since) in current.items():
+            if first_poll:
+                break
             before = previous.get(key)
             if before is None:
-                continue  # first sight (or after a full reset): a baseline only
-            d_calls = calls - before[0]
-            d_ms = total_ms - before[1]
-            if since != before[2] or d_calls < 0 or d_ms < 0:
-                continue  # entry recreated (reset or evicted): start over from here
-            if d_calls == 0:
+                if not new_counts and not full_reset:
+                    continue
+                before = zero
+            elif since != before[3] or calls < before[0] or total_ms < before[1]:
+                # Re-created since the previous poll (per-entry reset, eviction): its
+                # counters are all from after that, as for a new entry.
+                before = zero
+            d_calls, d_ms, d_squares = interval_moments(
+                calls, total_ms, sd_ms, (before[0], before[1], before[2])
+            )
+            if d_calls <= 0 or d_ms < 0:
                 continue
             datname = datnames[key[1]]
             seconds = d_ms / 1000.0
-            if not self.histograms[datname].observe(seconds / d_calls, d_calls, total=seconds):
+            low, high = bounds[key]
+            counts = spread(
+                d_calls,
+                seconds,
+                max(d_squares, 0.0) / 1e6,
+                low / 1000.0,
+                high / 1000.0,
+                self.config.statement_buckets,
+            )
+            if not self.histograms[datname].add_counts(counts, seconds):
                 continue
             agg = (datname, key[2])
             bucket = self.top[agg] if agg in self.top else self.other[datname]
@@ -521,6 +788,7 @@ class PostgresTarget:
         self.previous = current
         self.previous_reset = stats_reset
         self.previous_dealloc = int(dealloc) if dealloc is not None else None
+        self.privilege_hidden_before = hidden["privilege"] > 0
         live = {(dbid, queryid) for _, dbid, queryid in current}
         self.texts = {k: v for k, v in self.texts.items() if k in live}
 
@@ -546,12 +814,7 @@ class PostgresTarget:
         self.last_text_fetch = now
         missing |= self.text_ahead - set(self.texts)
         queryids = sorted({q for _, q in missing})
-        rows = await _all(
-            conn,
-            "SELECT DISTINCT ON (dbid, queryid) dbid::int8, queryid, query "
-            "FROM pg_stat_statements(true) WHERE queryid = ANY(%s)",
-            (queryids,),
-        )
+        rows = await _all(conn, TEXTS_SQL, (queryids,))
         for dbid, queryid, query in rows:
             if (int(dbid), int(queryid)) in missing and query is not None:
                 self.texts[(int(dbid), int(queryid))] = clean_query_text(
@@ -687,8 +950,22 @@ def families(snap: PostgresSnapshot) -> list[Metric]:
         "(the log says why and how to fix it)",
         labels=["adapter", "target", "capability"],
     )
-    cap.add_metric(["postgres", t, "pg_stat_statements"], 1 if snap.statements_available else 0)
+    # Rows hidden by privilege make the histograms partial: the capability says so.
+    complete = snap.statements_available and not dict(snap.statements_hidden).get("privilege")
+    cap.add_metric(["postgres", t, "pg_stat_statements"], 1 if complete else 0)
     out.append(cap)
+    hidden = GaugeMetricFamily(
+        "sparki_postgres_statements_hidden",
+        "pg_stat_statements entries left out of the statement metrics, by reason: own "
+        "(the exporter's queries), role (exclude_own_role), privilege (other roles' rows "
+        "hidden without pg_read_all_stats), unrecognized (own statements left out by role)",
+        labels=["target", "reason"],
+    )
+    if snap.statements_available:
+        counts = dict(snap.statements_hidden)
+        for reason in ("own", "role", "privilege", "unrecognized"):
+            hidden.add_metric([t, reason], counts.get(reason, 0))
+    out.append(hidden)
 
     server = GaugeMetricFamily(
         "sparki_postgres_server_info",
