@@ -40,6 +40,8 @@ from ..metrics import (
     Metric,
     histogram_family,
 )
+from ._pg_replication import ReplicationHealth, ReplicationWatch, standby_lag_seconds
+from ._pg_replication import families as replication_families
 
 log = logging.getLogger("sparki.postgres")
 
@@ -109,6 +111,9 @@ class PostgresConfig(TargetConfig):
         "not make every poll pay for it",
     )
     statement_buckets: tuple[float, ...] = STATEMENT_BUCKETS
+    expected_standbys: int | None = Field(
+        None, ge=0, description="on a primary: standbys that must be streaming from it"
+    )
 
     _check_buckets = field_validator("statement_buckets", mode="before")(_buckets)
 
@@ -184,6 +189,7 @@ class PostgresSnapshot:
     statement_texts: tuple[tuple[str, str, str], ...]  # datname, queryid, text
     statements_tracked: int
     statements_deallocated: int | None
+    replication_health: ReplicationHealth | None = None  # see _pg_replication
 
 
 # --- version differences, in one place -------------------------------------------------
@@ -273,6 +279,7 @@ class PostgresTarget:
         self.timeout = global_config.timeout_for(config)
         self.conn: AsyncConnection[Any] | None = None
         self.probe = HistogramState(PROBE_BUCKETS)
+        self.replication_watch = ReplicationWatch(config.expected_standbys)
         self.histograms: dict[str, HistogramState] = {}
         # (userid, dbid, queryid) -> (calls, total ms, stats_since)
         self.previous: dict[tuple[int, int, int], tuple[int, float, Any]] | None = None
@@ -341,6 +348,8 @@ class PostgresTarget:
             for r in await _all(conn, DATABASES_SQL)
         )
         replication = await self._replication(conn, bool(in_recovery))
+        health = await self.replication_watch.poll(conn, bool(in_recovery))
+        replication = tuple((r, standby_lag_seconds(health, s), b) for r, s, b in replication)
         available, tracked, dealloc = await self._statements(
             conn, int(version), preload, bool(has_ext), str(dbname)
         )
@@ -377,6 +386,7 @@ class PostgresTarget:
             statement_texts=tuple(texts),
             statements_tracked=tracked,
             statements_deallocated=dealloc,
+            replication_health=health,
         )
 
     async def _replication(
@@ -628,7 +638,7 @@ def families(snap: PostgresSnapshot) -> list[Metric]:
     for replica, seconds, nbytes in snap.replication:
         lag_s.add_metric([t, replica], seconds)
         lag_b.add_metric([t, replica], nbytes)
-    out += [lag_s, lag_b]
+    out += [lag_s, lag_b, *replication_families(t, snap.replication_health)]
 
     calls = CounterMetricFamily(
         "sparki_postgres_statement_calls",
