@@ -119,6 +119,18 @@ def humanize_duration(value: float) -> str:
     return f"{_g4(value)}{prefix}s"
 
 
+def humanize1024(value: float) -> str:
+    if abs(value) <= 1 or math.isnan(value) or math.isinf(value):
+        return _g4(value)
+    prefix = ""
+    for p in ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
+        if abs(value) < 1024:
+            break
+        prefix = p
+        value /= 1024
+    return _g4(value) + prefix
+
+
 def humanize_percentage(value: float) -> str:
     return _g4(value * 100) + "%"
 
@@ -127,6 +139,7 @@ _FUNCS: dict[str, Callable[[float], str]] = {
     "humanize": humanize,
     "humanizeDuration": humanize_duration,
     "humanizePercentage": humanize_percentage,
+    "humanize1024": humanize1024,
 }
 _ACTION = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
@@ -390,6 +403,60 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
     if key == "postgres_replication_lag":
         labels = {"target": "pg-main", "replica": "standby1"}
         return Synth((_gauge("sparki_postgres_replication_lag_seconds", labels),), labels)
+    if key == "postgres_replication_stopped":
+        labels = {"target": "pg-standby"}
+        return Synth((_gauge("sparki_postgres_wal_receiver_up", labels),), labels)
+    if key == "postgres_standby_missing":
+        labels = {"target": "pg-main"}
+
+        def streaming(v: float) -> float:
+            return float(round(v * 100))
+
+        return Synth(
+            (
+                _gauge(
+                    "sparki_postgres_replication_standbys",
+                    labels,
+                    lambda v, m, s: streaming(v),
+                ),
+                _gauge("sparki_postgres_replication_expected_standbys", labels, _const(100.0)),
+            ),
+            labels,
+            lambda v: streaming(v) / 100,
+            traps=(
+                (
+                    "expected_standbys 0 (no expectation): no ratio, no alert",
+                    (
+                        _gauge("sparki_postgres_replication_standbys", labels, _const(0.0)),
+                        _gauge(
+                            "sparki_postgres_replication_expected_standbys", labels, _const(0.0)
+                        ),
+                    ),
+                ),
+            ),
+        )
+    if key == "postgres_slot_retained_wal":
+        slot = {"target": "pg-main", "slot": "standby2", "slot_type": "physical"}
+        return Synth(
+            (
+                _gauge("sparki_postgres_replication_slot_retained_wal_bytes", slot),
+                _gauge("sparki_postgres_replication_slot_active", slot, _const(0.0)),
+            ),
+            slot,
+            traps=(
+                (
+                    "an active slot (its standby streams) retaining much WAL: silent",
+                    (
+                        _gauge(
+                            "sparki_postgres_replication_slot_retained_wal_bytes",
+                            slot,
+                            _const(1e13),
+                        ),
+                        _gauge("sparki_postgres_replication_slot_active", slot, _const(1.0)),
+                    ),
+                ),
+            ),
+        )
     if key == "redis_command_latency":
         h = _Histogram(st)
         labels = {"target": "cache"}
