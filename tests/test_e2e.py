@@ -109,6 +109,15 @@ def wait_fresh_polls(port: int, targets: list[str], polls: int = 2) -> None:
     wait(advanced, 60, f"{polls} fresh polls of {targets}")
 
 
+def point_standby_at(standby: PgCluster, port: int) -> None:
+    """Reconnect the standby's WAL receiver to ``port`` (a closed one stops it)."""
+    standby.sql(
+        f"ALTER SYSTEM SET primary_conninfo = 'host=127.0.0.1 port={port} "
+        "user=postgres application_name=standby1 connect_timeout=2'"
+    )
+    standby.sql("SELECT pg_reload_conf()")
+
+
 def pause_postgres(cluster: PgCluster, signal_name: str) -> None:
     """SIGSTOP (hang) or SIGCONT the postmaster and every backend of ``cluster``."""
     pid = int((cluster.data / "postmaster.pid").read_text().split()[0])
@@ -278,6 +287,8 @@ def stack() -> Iterator[Stack]:
         standby = PgCluster(settings=pg_settings).init_standby(pg_warn).start()
         parts.append(standby.destroy)
         pg_warn.ensure_monitor_role()
+        # A slot nobody consumes: the retained-WAL panel has a line (far below any alert).
+        pg_warn.sql("SELECT pg_create_physical_replication_slot('spare', true)")
         redis_crit = RedisServer(settings=["maxmemory 8mb", "maxmemory-policy noeviction"])
         redis_crit.start()
         parts.append(redis_crit.destroy)
@@ -304,7 +315,7 @@ def stack() -> Iterator[Stack]:
             "poll_timeout": "1500ms",
             "postgres": [
                 pg_crit.target("pg-crit"),
-                pg_warn.target("pg-warn"),
+                pg_warn.target("pg-warn", expected_standbys=1),
                 {"name": "pg-standby", "dsn": standby.dsn(user="sparki_monitor")},
                 {"name": "pg-gone", "dsn": f"postgresql://x@127.0.0.1:{free_port()}/x"},
             ],
@@ -530,6 +541,14 @@ def test_incidents_page_inhibit_and_resolve(stack: Stack) -> None:
 
     assert "SparkiPostgresStatementLatencyHigh" in pg_crit_criticals()
     pause_postgres(stack.pg_crit, "SIGSTOP")
+    # Meanwhile pg-warn's standby loses its WAL receiver: replication stopped pages, and
+    # the primary misses its expected standby, although that standby's lag series is gone.
+    point_standby_at(stack.standby, free_port())
+    stack.pg_warn.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_replication")
+    replication_pages = [
+        ("SparkiPostgresReplicationStopped", "pg-standby"),
+        ("SparkiPostgresStandbyMissing", "pg-warn"),
+    ]
     try:
         wait(
             lambda: (
@@ -555,8 +574,16 @@ def test_incidents_page_inhibit_and_resolve(stack: Stack) -> None:
         assert hook.find("SparkiTargetDown", target="pg-crit", severity="critical")[0][0] == (
             "pager"
         )
+        for name, target in replication_pages:
+            found = wait(
+                lambda n=name, t=target: hook.find(n, target=t, severity="critical"),
+                120,
+                f"{name} for {target}",
+            )
+            assert found[0][0] == "pager"
     finally:
         pause_postgres(stack.pg_crit, "SIGCONT")
+        point_standby_at(stack.standby, stack.pg_warn.port)
 
     # --- end every incident -----------------------------------------------------------------
     slow_pg.set()
@@ -584,13 +611,12 @@ def test_incidents_page_inhibit_and_resolve(stack: Stack) -> None:
                 420,
                 f"{name} {severity} for {target} to resolve",
             )
-        wait(
-            lambda: hook.find(
-                "SparkiTargetDown", "resolved", target="pg-crit", severity="critical"
-            ),
-            120,
-            "pg-crit's outage to resolve",
-        )
+        for name, target in [("SparkiTargetDown", "pg-crit"), *replication_pages]:
+            wait(
+                lambda n=name, t=target: hook.find(n, "resolved", target=t, severity="critical"),
+                180,
+                f"{name} for {target} to resolve",
+            )
 
         # --- every panel of every dashboard has data from this live stack ----------------
         dead = dead_panels(stack.prometheus)

@@ -414,8 +414,8 @@ def _mutants() -> list[Mutant]:
             "Redis memory ratio without the maxmemory > 0 guard",
             text_mutant(
                 rules.RECORDING_FILE,
-                "(max without (role) (sparki_redis_memory_max_bytes) > 0)",
-                "max without (role) (sparki_redis_memory_max_bytes)",
+                "max without (role) (sparki_redis_memory_max_bytes) > 0 or",
+                "max without (role) (sparki_redis_memory_max_bytes) or",
             ),
             "sparki-redis.test.yml",
             "",
@@ -574,8 +574,10 @@ def test_recording_rules_are_the_ones_the_issue_lists() -> None:
                 f"{name}: unguarded division"
             )
     # Per node, without role: a failover keeps the series (and a firing alert) alive.
+    # maxmemory where set, else the host's memory; never a division by 0.
     assert records[catalog.REDIS_MEM_UTIL].endswith(
-        "/ (max without (role) (sparki_redis_memory_max_bytes) > 0)"
+        "/ (max without (role) (sparki_redis_memory_max_bytes) > 0"
+        " or max without (role) (sparki_redis_system_memory_bytes) > 0)"
     )
     assert "sum without (cmd, node, role)" in records[catalog.REDIS_LATENCY.format(q="p95")]
 

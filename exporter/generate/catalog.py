@@ -128,8 +128,11 @@ RECORDINGS: tuple[Recording, ...] = (
     Recording(
         "redis",
         REDIS_MEM_UTIL,
+        # maxmemory where set, else the host's memory (maxmemory 0, Redis' default,
+        # means no limit but the machine's).
         "max without (role) (sparki_redis_memory_used_bytes)"
-        " / (max without (role) (sparki_redis_memory_max_bytes) > 0)",
+        " / (max without (role) (sparki_redis_memory_max_bytes) > 0"
+        " or max without (role) (sparki_redis_system_memory_bytes) > 0)",
     ),
     Recording("redis", REDIS_EVICT_RATE, f"sum without (node, role) ({_REDIS_EVICTIONS})"),
     Recording("redis", REDIS_LOOKUP_RATE, _REDIS_LOOKUPS),
@@ -483,15 +486,16 @@ SIGNALS: tuple[Signal, ...] = (
         key="redis_memory",
         adapter="redis",
         alert="SparkiRedisMemoryHigh",
-        title="Redis memory used / maxmemory",
+        title="Redis memory used / maxmemory (or host memory)",
         value=REDIS_MEM_UTIL,
         direction="above",
         unit="ratio",
         window_minutes=0,
         labels=("target", "node"),
-        summary="Redis {{ $labels.target }} uses over [threshold] of maxmemory",
+        summary="Redis {{ $labels.target }} uses over [threshold] of its memory limit",
         description=(
-            "Redis {{ $labels.target }} uses [value] of its maxmemory (threshold"
+            "Redis {{ $labels.target }} (node {{ $labels.node }}) uses [value] of its"
+            " maxmemory, or of the host's memory where maxmemory is unset (threshold"
             " [threshold] for [for])."
         ),
     ),

@@ -422,7 +422,7 @@ def overview(thresholds: Thresholds) -> dict[str, Any]:
     b.graph(
         "Redis memory used",
         "percentunit",
-        "used_memory as a share of maxmemory; targets without maxmemory are not shown.",
+        "used_memory as a share of maxmemory, or of the host's memory where maxmemory is unset.",
         [Query(f"{c.REDIS_MEM_UTIL}{T}", "{{target}}")],
         signal="redis_memory",
         maximum=1,
@@ -675,9 +675,9 @@ def redis(thresholds: Thresholds) -> dict[str, Any]:
     )
     b.row("Memory and keyspace")
     b.graph(
-        "Memory used / maxmemory",
+        "Memory used / limit",
         "percentunit",
-        "used_memory as a share of maxmemory; targets without maxmemory are not shown.",
+        "used_memory as a share of maxmemory, or of the host's memory where maxmemory is unset.",
         [Query(f"{c.REDIS_MEM_UTIL}{T}", "{{target}} {{node}}")],
         signal="redis_memory",
         maximum=1,

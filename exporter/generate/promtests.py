@@ -502,7 +502,8 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
             lambda v: used_bytes(v) / 1_000_000,
             traps=(
                 (
-                    "maxmemory unset (0): no ratio, no alert, however much memory is used",
+                    "maxmemory unset (0) and no total_system_memory: no ratio, no alert,"
+                    " however much memory is used",
                     (
                         _gauge("sparki_redis_memory_used_bytes", node, _const(5e9)),
                         _gauge("sparki_redis_memory_max_bytes", node, _const(0.0)),
@@ -1041,6 +1042,48 @@ def scenarios(thresholds: Thresholds, adapter: str) -> list[dict[str, Any]]:
         )
     if adapter == "redis":
         st = thresholds["redis_memory"]
+        node = {"target": "cache", "node": "10.0.0.3:6379", "role": "primary", **JOB}
+        crit = st.level("critical")
+        assert crit is not None
+        used = past(SIGNALS_BY_KEY["redis_memory"], crit)
+        at = max(lv.hold_minutes for lv in st.levels) + 1
+        out.append(
+            {
+                "name": "SparkiRedisMemoryHigh: maxmemory unset (0) is judged against the"
+                " host's total_system_memory",
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": _labels_text("sparki_redis_memory_used_bytes", node),
+                        "values": f"{_fmt(used * 1_000_000)}x{at}",
+                    },
+                    {
+                        "series": _labels_text("sparki_redis_memory_max_bytes", node),
+                        "values": f"0x{at}",
+                    },
+                    {
+                        "series": _labels_text("sparki_redis_system_memory_bytes", node),
+                        "values": f"1000000x{at}",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{at}m",
+                        "alertname": "SparkiRedisMemoryHigh",
+                        "exp_alerts": [
+                            _expected(
+                                thresholds,
+                                "redis_memory",
+                                lv.severity,
+                                {k: v for k, v in node.items() if k != "role"},
+                                used,
+                            )
+                            for lv in st.levels
+                        ],
+                    }
+                ],
+            }
+        )
         labels = {"target": "cache", "node": "10.0.0.1:6379"}
         ratio = 0.97
         switch, end = 8, 25
