@@ -97,7 +97,16 @@ def test_uses_matchers_not_the_deprecated_match() -> None:
 
 
 IDENTITY = {"adapter", "cluster", "job", "instance", "target"}
-SIGNAL_LABELS = {"datname", "replica", "node", "bucket", "operation", "capability", "class"}
+SIGNAL_LABELS = {
+    "datname",
+    "replica",
+    "slot",
+    "node",
+    "bucket",
+    "operation",
+    "capability",
+    "class",
+}
 
 
 def test_grouping_and_inhibition() -> None:

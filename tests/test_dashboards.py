@@ -232,7 +232,7 @@ async def test_dashboard_metric_names_are_in_a_real_scrape(
 ) -> None:
     used = dashboard_metric_names()
     assert "sparki_up" in used and catalog.PG_CONN_UTIL in used
-    names = await real_scrape_names(start_exporter, pg_primary, redis_server, s3_server)
+    names = await real_scrape_names(start_exporter, pg_primary, redis_server, s3_server, pg_standby)
     recorded = {r["record"] for r in recording_rules()}
     missing = used - names - recorded - NOT_IN_A_PLAIN_SCRAPE
     assert not missing, f"dashboards read names nobody produces: {sorted(missing)}"

@@ -414,8 +414,8 @@ def _mutants() -> list[Mutant]:
             "Redis memory ratio without the maxmemory > 0 guard",
             text_mutant(
                 rules.RECORDING_FILE,
-                "(max without (role) (sparki_redis_memory_max_bytes) > 0)",
-                "max without (role) (sparki_redis_memory_max_bytes)",
+                "max without (role) (sparki_redis_memory_max_bytes) > 0 or",
+                "max without (role) (sparki_redis_memory_max_bytes) or",
             ),
             "sparki-redis.test.yml",
             "",
@@ -574,8 +574,10 @@ def test_recording_rules_are_the_ones_the_issue_lists() -> None:
                 f"{name}: unguarded division"
             )
     # Per node, without role: a failover keeps the series (and a firing alert) alive.
+    # maxmemory where set, else the host's memory; never a division by 0.
     assert records[catalog.REDIS_MEM_UTIL].endswith(
-        "/ (max without (role) (sparki_redis_memory_max_bytes) > 0)"
+        "/ (max without (role) (sparki_redis_memory_max_bytes) > 0"
+        " or max without (role) (sparki_redis_system_memory_bytes) > 0)"
     )
     assert "sum without (cmd, node, role)" in records[catalog.REDIS_LATENCY.format(q="p95")]
 
@@ -584,19 +586,28 @@ def test_recording_rules_are_the_ones_the_issue_lists() -> None:
 
 
 async def real_scrape_names(
-    start_exporter: Callable[..., Any], pg: Any, redis_server: Any, s3_server: Any
+    start_exporter: Callable[..., Any],
+    pg: Any,
+    redis_server: Any,
+    s3_server: Any,
+    standby: Any,
 ) -> set[str]:
-    """Names in a scrape of an exporter polling real PostgreSQL, Redis and S3 servers."""
+    """Names in a scrape of an exporter polling real PostgreSQL (a primary expecting its
+    standby, and the standby), Redis and S3 servers."""
     exp = await start_exporter(
         {
             "poll_interval": "2s",
             "poll_timeout": "1.5s",
-            "postgres": [{"name": "pg", "dsn": pg.dsn()}],
+            "postgres": [
+                {"name": "pg", "dsn": pg.dsn(), "expected_standbys": 1},
+                {"name": "pg-standby", "dsn": standby.dsn()},
+            ],
             "redis": [redis_server.target("cache")],
             "s3": [s3_server.target("store")],
         }
     )
-    for adapter, name in (("postgres", "pg"), ("redis", "cache"), ("s3", "store")):
+    targets = (("postgres", "pg"), ("postgres", "pg-standby"), ("redis", "cache"), ("s3", "store"))
+    for adapter, name in targets:
         await exp.wait_for(
             lambda a=adapter, n=name: exp.value("sparki_up", adapter=a, target=n),
             timeout=60,
@@ -615,7 +626,7 @@ async def test_rule_metric_names_are_in_a_real_scrape(
     redis_server: Any,
     s3_server: Any,
 ) -> None:
-    names = await real_scrape_names(start_exporter, pg_primary, redis_server, s3_server)
+    names = await real_scrape_names(start_exporter, pg_primary, redis_server, s3_server, pg_standby)
     recorded = {r["record"] for r in recording_rules()}
     exprs = [r["expr"] for r in recording_rules()] + [r["expr"] for r in alert_rules()]
     used = set().union(*(promql.metric_names(e) for e in exprs))

@@ -41,6 +41,8 @@ from ..metrics import (
     histogram_family,
 )
 from ._pg_estimator import interval_moments, spread
+from ._pg_replication import ReplicationHealth, ReplicationWatch, standby_lag_seconds
+from ._pg_replication import families as replication_families
 from ._pgerrors import check_dsn_options, classify
 
 log = logging.getLogger("sparki.postgres")
@@ -133,6 +135,9 @@ class PostgresConfig(TargetConfig):
         "not make every poll pay for it",
     )
     statement_buckets: tuple[float, ...] = STATEMENT_BUCKETS
+    expected_standbys: int | None = Field(
+        None, ge=0, description="on a primary: standbys that must be streaming from it"
+    )
 
     _check_buckets = field_validator("statement_buckets", mode="before")(_buckets)
 
@@ -212,6 +217,7 @@ class PostgresSnapshot:
     # reason -> entries left out: "own" (the exporter's statements), "role" (the
     # exclude_own_role option), "privilege" (other roles' rows hidden from this role).
     statements_hidden: tuple[tuple[str, int], ...] = ()
+    replication_health: ReplicationHealth | None = None  # see _pg_replication
 
 
 # --- version differences, in one place -------------------------------------------------
@@ -365,6 +371,7 @@ class PostgresTarget:
         self.timeout = global_config.timeout_for(config)
         self.conn: AsyncConnection[Any] | None = None
         self.probe = HistogramState(PROBE_BUCKETS)
+        self.replication_watch = ReplicationWatch(config.expected_standbys)
         self.histograms: dict[str, HistogramState] = {}
         # (userid, dbid, queryid) -> (calls, total ms, stddev ms, stats_since)
         self.previous: dict[tuple[int, int, int], tuple[int, float, float, Any]] | None = None
@@ -510,6 +517,8 @@ class PostgresTarget:
             for r in await _all(conn, DATABASES_SQL)
         )
         replication = await self._replication(conn, bool(in_recovery))
+        health = await self.replication_watch.poll(conn, bool(in_recovery))
+        replication = tuple((r, standby_lag_seconds(health, s), b) for r, s, b in replication)
         available, tracked, dealloc = await self._statements(
             conn, int(version), preload, bool(has_ext), str(dbname)
         )
@@ -547,6 +556,7 @@ class PostgresTarget:
             statements_tracked=tracked,
             statements_deallocated=dealloc,
             statements_hidden=tuple(sorted(self.hidden.items())) if available else (),
+            replication_health=health,
         )
 
     async def _replication(
@@ -904,7 +914,7 @@ def families(snap: PostgresSnapshot) -> list[Metric]:
     for replica, seconds, nbytes in snap.replication:
         lag_s.add_metric([t, replica], seconds)
         lag_b.add_metric([t, replica], nbytes)
-    out += [lag_s, lag_b]
+    out += [lag_s, lag_b, *replication_families(t, snap.replication_health)]
 
     calls = CounterMetricFamily(
         "sparki_postgres_statement_calls",

@@ -525,6 +525,7 @@ class NodeSnapshot:
     uptime_seconds: float = 0.0
     used_memory: int = 0
     maxmemory: int = 0
+    system_memory: int | None = None  # INFO total_system_memory (Redis 3.2+)
     maxclients: int | None = None
     connected_clients: int = 0
     evicted_keys: int = 0
@@ -727,6 +728,9 @@ class RedisNode:
             uptime_seconds=float(_int(info.get("uptime_in_seconds"))),
             used_memory=_int(info.get("used_memory")),
             maxmemory=_int(info.get("maxmemory")),  # 0 when unset, and exported as 0
+            system_memory=_int(info["total_system_memory"])
+            if "total_system_memory" in info
+            else None,
             maxclients=_int(info["maxclients"]) if "maxclients" in info else None,
             connected_clients=_int(info.get("connected_clients")),
             evicted_keys=_int(info.get("evicted_keys")),
@@ -1104,6 +1108,11 @@ def families(snap: RedisSnapshot) -> list[Metric]:
         "sparki_redis_memory_max_bytes",
         "maxmemory; 0 when unset (no limit)",
         lambda n: n.maxmemory,
+    )
+    gauge(
+        "sparki_redis_system_memory_bytes",
+        "total_system_memory: the host's memory, the limit when maxmemory is unset",
+        lambda n: n.system_memory,
     )
     counter(
         "sparki_redis_evicted_keys",

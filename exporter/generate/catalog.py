@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Direction = Literal["above", "below"]
-Unit = Literal["seconds", "ratio", "per_second", "intervals", "bool"]
+Unit = Literal["seconds", "ratio", "per_second", "intervals", "bool", "bytes"]
 
 # The exact SDK the committed dashboards were generated with: another build may emit
 # different JSON, and `generate --check` would then fail for no change of ours.
@@ -128,8 +128,11 @@ RECORDINGS: tuple[Recording, ...] = (
     Recording(
         "redis",
         REDIS_MEM_UTIL,
+        # maxmemory where set, else the host's memory (maxmemory 0, Redis' default,
+        # means no limit but the machine's).
         "max without (role) (sparki_redis_memory_used_bytes)"
-        " / (max without (role) (sparki_redis_memory_max_bytes) > 0)",
+        " / (max without (role) (sparki_redis_memory_max_bytes) > 0"
+        " or max without (role) (sparki_redis_system_memory_bytes) > 0)",
     ),
     Recording("redis", REDIS_EVICT_RATE, f"sum without (node, role) ({_REDIS_EVICTIONS})"),
     Recording("redis", REDIS_LOOKUP_RATE, _REDIS_LOOKUPS),
@@ -403,6 +406,66 @@ SIGNALS: tuple[Signal, ...] = (
         ),
     ),
     Signal(
+        key="postgres_replication_stopped",
+        adapter="postgres",
+        alert="SparkiPostgresReplicationStopped",
+        title="PostgreSQL standby WAL receiver streaming",
+        value="sparki_postgres_wal_receiver_up",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("target",),
+        summary="Standby {{ $labels.target }} does not receive WAL from its primary",
+        description=(
+            "sparki_postgres_wal_receiver_up is [value] on standby {{ $labels.target }} for"
+            " [for]: its WAL receiver is not streaming, so it falls behind with every write"
+            " on the primary (its lag grows from the last message it received)."
+        ),
+    ),
+    Signal(
+        key="postgres_standby_missing",
+        adapter="postgres",
+        alert="SparkiPostgresStandbyMissing",
+        title="PostgreSQL streaming standbys / expected_standbys",
+        value=(
+            "sparki_postgres_replication_standbys"
+            " / (sparki_postgres_replication_expected_standbys > 0)"
+        ),
+        direction="below",
+        unit="ratio",
+        window_minutes=0,
+        labels=("target",),
+        summary="Primary {{ $labels.target }} has fewer streaming standbys than expected",
+        description=(
+            "Only [value] of the expected_standbys stream from {{ $labels.target }} (for"
+            " [for]): a disconnected standby's lag series vanishes, this does not."
+        ),
+    ),
+    Signal(
+        key="postgres_slot_retained_wal",
+        adapter="postgres",
+        alert="SparkiPostgresSlotRetainingWal",
+        title="PostgreSQL WAL retained by inactive replication slots",
+        value=(
+            "(sparki_postgres_replication_slot_retained_wal_bytes"
+            " unless on (job, instance, target, slot)"
+            " sparki_postgres_replication_slot_active == 1)"
+        ),
+        direction="above",
+        unit="bytes",
+        window_minutes=0,
+        labels=("target", "slot"),
+        summary=(
+            "Inactive replication slot {{ $labels.slot }} on {{ $labels.target }} retains"
+            " over [threshold] of WAL"
+        ),
+        description=(
+            "Replication slot {{ $labels.slot }} on {{ $labels.target }} has no consumer and"
+            " keeps [value] of WAL on the primary's disk (threshold [threshold] for [for]);"
+            " it grows with every write until the disk is full."
+        ),
+    ),
+    Signal(
         key="redis_command_latency",
         adapter="redis",
         alert="SparkiRedisCommandLatencyHigh",
@@ -423,15 +486,16 @@ SIGNALS: tuple[Signal, ...] = (
         key="redis_memory",
         adapter="redis",
         alert="SparkiRedisMemoryHigh",
-        title="Redis memory used / maxmemory",
+        title="Redis memory used / maxmemory (or host memory)",
         value=REDIS_MEM_UTIL,
         direction="above",
         unit="ratio",
         window_minutes=0,
         labels=("target", "node"),
-        summary="Redis {{ $labels.target }} uses over [threshold] of maxmemory",
+        summary="Redis {{ $labels.target }} uses over [threshold] of its memory limit",
         description=(
-            "Redis {{ $labels.target }} uses [value] of its maxmemory (threshold"
+            "Redis {{ $labels.target }} (node {{ $labels.node }}) uses [value] of its"
+            " maxmemory, or of the host's memory where maxmemory is unset (threshold"
             " [threshold] for [for])."
         ),
     ),
@@ -598,6 +662,7 @@ def value_template(unit: Unit) -> str:
         "per_second": "{{ $value | humanize }}/s",
         "intervals": "{{ $value | humanize }}",
         "bool": "{{ $value }}",
+        "bytes": "{{ $value | humanize1024 }}B",
     }[unit]
 
 
@@ -621,6 +686,11 @@ def human_threshold(unit: Unit, value: float) -> str:
         return f"{number(value)}/s"
     if unit == "intervals":
         return f"{number(value)} intervals"
+    if unit == "bytes":
+        for size, name in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+            if value >= size:
+                return f"{number(round(value / size, 9))}{name}"
+        return f"{number(value)}B"
     return number(value)
 
 

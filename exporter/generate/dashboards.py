@@ -422,7 +422,7 @@ def overview(thresholds: Thresholds) -> dict[str, Any]:
     b.graph(
         "Redis memory used",
         "percentunit",
-        "used_memory as a share of maxmemory; targets without maxmemory are not shown.",
+        "used_memory as a share of maxmemory, or of the host's memory where maxmemory is unset.",
         [Query(f"{c.REDIS_MEM_UTIL}{T}", "{{target}}")],
         signal="redis_memory",
         maximum=1,
@@ -568,6 +568,45 @@ def postgres(thresholds: Thresholds) -> dict[str, Any]:
         "WAL not yet replayed per standby.",
         [Query(f"sparki_postgres_replication_lag_bytes{T}", "{{target}} {{replica}}")],
     )
+    b.stat(
+        "Standby WAL receiver",
+        "none",
+        "On standbys: 1 while the WAL receiver streams from the primary; 0 means the"
+        " standby falls behind with every write.",
+        [Query(f"sparki_postgres_wal_receiver_up{T}", "{{target}}")],
+        signal="postgres_replication_stopped",
+        width=8,
+        mappings=UP_MAPPINGS,
+    )
+    b.stat(
+        "Streaming standbys / expected",
+        "percentunit",
+        "On primaries with expected_standbys: the share of them streaming now.",
+        [
+            Query(
+                f"sparki_postgres_replication_standbys{T}"
+                f" / (sparki_postgres_replication_expected_standbys{T} > 0)",
+                "{{target}}",
+            )
+        ],
+        signal="postgres_standby_missing",
+        width=8,
+    )
+    b.graph(
+        "WAL retained by inactive slots",
+        "bytes",
+        "On primaries: WAL each replication slot without a consumer keeps on disk.",
+        [
+            Query(
+                f"sparki_postgres_replication_slot_retained_wal_bytes{T}"
+                f" unless on (job, instance, target, slot)"
+                f" sparki_postgres_replication_slot_active{T} == 1",
+                "{{target}} {{slot}}",
+            )
+        ],
+        signal="postgres_slot_retained_wal",
+        width=8,
+    )
     return b.build()
 
 
@@ -636,9 +675,9 @@ def redis(thresholds: Thresholds) -> dict[str, Any]:
     )
     b.row("Memory and keyspace")
     b.graph(
-        "Memory used / maxmemory",
+        "Memory used / limit",
         "percentunit",
-        "used_memory as a share of maxmemory; targets without maxmemory are not shown.",
+        "used_memory as a share of maxmemory, or of the host's memory where maxmemory is unset.",
         [Query(f"{c.REDIS_MEM_UTIL}{T}", "{{target}} {{node}}")],
         signal="redis_memory",
         maximum=1,

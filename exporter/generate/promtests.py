@@ -119,6 +119,18 @@ def humanize_duration(value: float) -> str:
     return f"{_g4(value)}{prefix}s"
 
 
+def humanize1024(value: float) -> str:
+    if abs(value) <= 1 or math.isnan(value) or math.isinf(value):
+        return _g4(value)
+    prefix = ""
+    for p in ("ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"):
+        if abs(value) < 1024:
+            break
+        prefix = p
+        value /= 1024
+    return _g4(value) + prefix
+
+
 def humanize_percentage(value: float) -> str:
     return _g4(value * 100) + "%"
 
@@ -127,6 +139,7 @@ _FUNCS: dict[str, Callable[[float], str]] = {
     "humanize": humanize,
     "humanizeDuration": humanize_duration,
     "humanizePercentage": humanize_percentage,
+    "humanize1024": humanize1024,
 }
 _ACTION = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 
@@ -390,6 +403,60 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
     if key == "postgres_replication_lag":
         labels = {"target": "pg-main", "replica": "standby1"}
         return Synth((_gauge("sparki_postgres_replication_lag_seconds", labels),), labels)
+    if key == "postgres_replication_stopped":
+        labels = {"target": "pg-standby"}
+        return Synth((_gauge("sparki_postgres_wal_receiver_up", labels),), labels)
+    if key == "postgres_standby_missing":
+        labels = {"target": "pg-main"}
+
+        def streaming(v: float) -> float:
+            return float(round(v * 100))
+
+        return Synth(
+            (
+                _gauge(
+                    "sparki_postgres_replication_standbys",
+                    labels,
+                    lambda v, m, s: streaming(v),
+                ),
+                _gauge("sparki_postgres_replication_expected_standbys", labels, _const(100.0)),
+            ),
+            labels,
+            lambda v: streaming(v) / 100,
+            traps=(
+                (
+                    "expected_standbys 0 (no expectation): no ratio, no alert",
+                    (
+                        _gauge("sparki_postgres_replication_standbys", labels, _const(0.0)),
+                        _gauge(
+                            "sparki_postgres_replication_expected_standbys", labels, _const(0.0)
+                        ),
+                    ),
+                ),
+            ),
+        )
+    if key == "postgres_slot_retained_wal":
+        slot = {"target": "pg-main", "slot": "standby2", "slot_type": "physical"}
+        return Synth(
+            (
+                _gauge("sparki_postgres_replication_slot_retained_wal_bytes", slot),
+                _gauge("sparki_postgres_replication_slot_active", slot, _const(0.0)),
+            ),
+            slot,
+            traps=(
+                (
+                    "an active slot (its standby streams) retaining much WAL: silent",
+                    (
+                        _gauge(
+                            "sparki_postgres_replication_slot_retained_wal_bytes",
+                            slot,
+                            _const(1e13),
+                        ),
+                        _gauge("sparki_postgres_replication_slot_active", slot, _const(1.0)),
+                    ),
+                ),
+            ),
+        )
     if key == "redis_command_latency":
         h = _Histogram(st)
         labels = {"target": "cache"}
@@ -435,7 +502,8 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
             lambda v: used_bytes(v) / 1_000_000,
             traps=(
                 (
-                    "maxmemory unset (0): no ratio, no alert, however much memory is used",
+                    "maxmemory unset (0) and no total_system_memory: no ratio, no alert,"
+                    " however much memory is used",
                     (
                         _gauge("sparki_redis_memory_used_bytes", node, _const(5e9)),
                         _gauge("sparki_redis_memory_max_bytes", node, _const(0.0)),
@@ -974,6 +1042,48 @@ def scenarios(thresholds: Thresholds, adapter: str) -> list[dict[str, Any]]:
         )
     if adapter == "redis":
         st = thresholds["redis_memory"]
+        node = {"target": "cache", "node": "10.0.0.3:6379", "role": "primary", **JOB}
+        crit = st.level("critical")
+        assert crit is not None
+        used = past(SIGNALS_BY_KEY["redis_memory"], crit)
+        at = max(lv.hold_minutes for lv in st.levels) + 1
+        out.append(
+            {
+                "name": "SparkiRedisMemoryHigh: maxmemory unset (0) is judged against the"
+                " host's total_system_memory",
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": _labels_text("sparki_redis_memory_used_bytes", node),
+                        "values": f"{_fmt(used * 1_000_000)}x{at}",
+                    },
+                    {
+                        "series": _labels_text("sparki_redis_memory_max_bytes", node),
+                        "values": f"0x{at}",
+                    },
+                    {
+                        "series": _labels_text("sparki_redis_system_memory_bytes", node),
+                        "values": f"1000000x{at}",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": f"{at}m",
+                        "alertname": "SparkiRedisMemoryHigh",
+                        "exp_alerts": [
+                            _expected(
+                                thresholds,
+                                "redis_memory",
+                                lv.severity,
+                                {k: v for k, v in node.items() if k != "role"},
+                                used,
+                            )
+                            for lv in st.levels
+                        ],
+                    }
+                ],
+            }
+        )
         labels = {"target": "cache", "node": "10.0.0.1:6379"}
         ratio = 0.97
         switch, end = 8, 25
