@@ -15,7 +15,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -460,30 +459,29 @@ def _mutants() -> list[Mutant]:
     return out
 
 
+MUTANTS = _mutants()
+
+
+# One test per mutant, so pytest-xdist spreads the promtool runs over its workers
+# (as a single test it was the longest of the suite, on one worker).
 @pytest.mark.slow
-def test_unit_tests_fail_when_the_shipped_rules_change(tmp_path: Path) -> None:
+@pytest.mark.parametrize("index", range(len(MUTANTS)), ids=[m[0] for m in MUTANTS])
+def test_unit_tests_fail_when_the_shipped_rules_change(tmp_path: Path, index: int) -> None:
     """Every threshold and `for` (and the guards) is pinned by some failing case."""
-    mutants = _mutants()
-
-    def survives(index: int) -> str | None:
-        what, apply, test_file, alert = mutants[index]
-        root = tmp_path / f"m{index}"
-        (root / "rules").mkdir(parents=True)
-        (root / "tests" / "promtool").mkdir(parents=True)
-        for rel in RULE_FILES:
-            shutil.copy(ROOT / rel, root / rel)
-        doc = yaml.safe_load((PROMTOOL_TESTS / test_file).read_text())
-        if alert:  # only this alert's cases: quicker, and enough to notice
-            doc["tests"] = [t for t in doc["tests"] if t["name"].startswith(f"{alert} ")]
-        (root / "tests" / "promtool" / test_file).write_text(yaml.safe_dump(doc))
-        apply(root)
-        result = run_promtool("test", "rules", test_file, cwd=root / "tests" / "promtool")
-        noticed = result.returncode != 0 and "FAILED" in result.stdout + result.stderr
-        return None if noticed else what
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        survivors = [s for s in pool.map(survives, range(len(mutants))) if s]
-    assert not survivors, f"mutations the promtool tests did not notice: {survivors}"
+    what, apply, test_file, alert = MUTANTS[index]
+    root = tmp_path / "m"
+    (root / "rules").mkdir(parents=True)
+    (root / "tests" / "promtool").mkdir(parents=True)
+    for rel in RULE_FILES:
+        shutil.copy(ROOT / rel, root / rel)
+    doc = yaml.safe_load((PROMTOOL_TESTS / test_file).read_text())
+    if alert:  # only this alert's cases: quicker, and enough to notice
+        doc["tests"] = [t for t in doc["tests"] if t["name"].startswith(f"{alert} ")]
+    (root / "tests" / "promtool" / test_file).write_text(yaml.safe_dump(doc))
+    apply(root)
+    result = run_promtool("test", "rules", test_file, cwd=root / "tests" / "promtool")
+    noticed = result.returncode != 0 and "FAILED" in result.stdout + result.stderr
+    assert noticed, f"the promtool tests did not notice: {what}"
 
 
 # --- conventions --------------------------------------------------------------------------

@@ -650,7 +650,9 @@ async def test_inventory_lists_the_bucket_for_size_objects_and_cost(start_export
         prices={"StandardStorage": 0.023, "StandardIAStorage": 0.0125},
     )
     capped = s3_server.target("capped", **common, inventory={"enabled": True, "max_objects": 100})
-    exp = await start_exporter(conf(target, capped))
+    # Listing 1203 objects from the in-process moto takes most of a second on a loaded
+    # machine: a 0.9 s poll timeout made this test time out there, not the exporter.
+    exp = await start_exporter(conf(target, capped, interval="3s", timeout="2.5s"))
     await until(exp, "sparki_s3_bucket_objects", 1204, target="inv", bucket=bucket)
     labels = {"target": "inv", "bucket": bucket}
     size = await exp.value("sparki_s3_bucket_size_bytes", storage_class="StandardStorage", **labels)
