@@ -67,8 +67,23 @@ def test_demo_stack_incident_and_clean_stop() -> None:
     )
     out = Output(proc)
     try:
-        prom = out.wait_for(r"Prometheus alerts\s+(http://\S+)/alerts", 120).group(1)
+        prom = out.wait_for(r"Prometheus alerts\s+(http://\S+)/classic/alerts", 120).group(1)
         base = out.wait_for(r"files in (\S+?)\)", 5).group(1)
+        out.wait_for(r"Press Ctrl-C", 5)
+        # Every link the demo prints answers on this machine (Debian's Prometheus has
+        # only the classic UI; its Alertmanager has no UI), and the amtool line works.
+        banner = out.text.split("Press Ctrl-C")[0]
+        links = re.findall(r"^  .*?(http://\S+)$", banner, re.M)
+        assert len(links) >= 6, banner
+        for link in links:
+            with urllib.request.urlopen(link, timeout=10) as resp:
+                assert resp.status == 200, link
+        amtool = re.search(r"^  Alertmanager alerts\s+(amtool .+)$", banner, re.M)
+        assert amtool, banner
+        queried = subprocess.run(
+            amtool.group(1).split(), capture_output=True, text=True, timeout=30
+        )
+        assert queried.returncode == 0, queried.stderr
         body = get(f"http://127.0.0.1:{port}/metrics")
         for adapter in ("postgres", "redis", "s3"):
             assert f'sparki_up{{adapter="{adapter}",target="{adapter}"}} 1' in body
@@ -86,9 +101,10 @@ def test_demo_stack_incident_and_clean_stop() -> None:
         rules = json.loads(get(f"{prom}/api/v1/rules"))["data"]["groups"]
         assert sum(len(g["rules"]) for g in rules) > 20  # the shipped rule files
         # The incident pages through the shipped routing and resolves when it ends.
+        # Pager lines carry the time they arrived, as a pager shows it.
         out.wait_for(
-            r"\[pager\] FIRING\s+SparkiRedisMemoryHigh severity=critical "
-            r"target=redis",
+            r"(?m)^\d\d:\d\d:\d\d \[pager\] FIRING\s+SparkiRedisMemoryHigh "
+            r"severity=critical target=redis",
             240,
         )
         out.wait_for(r"FIRING\s+SparkiPostgresStatementLatencyHigh", 240)
