@@ -175,6 +175,11 @@ def start_exporter(stack: Stack, env: dict[str, str], port: int) -> subprocess.P
     raise RuntimeError("the exporter did not become ready within 30 s")
 
 
+def now() -> str:
+    """The wall-clock time a line is printed, as a pager or chat shows it."""
+    return time.strftime("%H:%M:%S")
+
+
 def print_pages(webhook: Webhook, stack: Stack) -> None:
     """Show every notification Alertmanager sends, as a pager or chat would."""
     seen = 0
@@ -183,7 +188,7 @@ def print_pages(webhook: Webhook, stack: Stack) -> None:
         for receiver, alert in alerts[seen:]:
             lab = alert["labels"]
             print(
-                f"[{receiver:5}] {alert['status'].upper():8} {lab.get('alertname')} "
+                f"{now()} [{receiver:5}] {alert['status'].upper():8} {lab.get('alertname')} "
                 f"severity={lab.get('severity')} target={lab.get('target')}: "
                 f"{alert['annotations'].get('summary', '')}",
                 flush=True,
@@ -195,7 +200,10 @@ def print_pages(webhook: Webhook, stack: Stack) -> None:
 def incident(stack: Stack, after: float, duration: float) -> None:
     if stack.stop_event.wait(after):
         return
-    print(f"*** incident: slow queries and Redis memory filling for {duration:g}s ***", flush=True)
+    print(
+        f"{now()} *** incident: slow queries and Redis memory filling for {duration:g}s ***",
+        flush=True,
+    )
     stack.incident.set()
     if stack.stop_event.wait(duration):
         return
@@ -203,7 +211,7 @@ def incident(stack: Stack, after: float, duration: float) -> None:
     for fn in stack.after_incident:
         with contextlib.suppress(Exception):
             fn()
-    print("*** incident over: alerts resolve within a few minutes ***", flush=True)
+    print(f"{now()} *** incident over: alerts resolve within a few minutes ***", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,9 +283,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             stack.on_stop(prom.stop)
             threading.Thread(target=print_pages, args=(webhook, stack), daemon=True).start()
+            # Debian's Prometheus 2.42 ships only the classic UI (under /classic/), and
+            # its Alertmanager no UI at all: print what answers on this machine.
             urls += [
-                f"  Prometheus alerts        {prom.url}/alerts",
-                f"  Alertmanager             {am.url}/",
+                f"  Prometheus alerts        {prom.url}/classic/alerts",
+                f"  Prometheus targets       {prom.url}/classic/targets",
+                f"  Prometheus queries       {prom.url}/classic/graph",
+                f"  Alertmanager alerts      amtool --alertmanager.url={am.url} alert query",
+                f"  Alertmanager API         {am.url}/api/v2/alerts",
             ]
         if args.incident:
             threading.Thread(

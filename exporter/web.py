@@ -12,6 +12,7 @@ import gzip
 import html
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
@@ -107,8 +108,16 @@ def _ago(ts: float | None) -> str:
     return f"{when} ({time.time() - ts:.0f}s ago)"
 
 
+# The landing page reloads itself: it is what people leave open during an incident.
+LANDING_REFRESH_SECONDS = 10
+
+
 def landing_page(runners: Sequence[TargetRunner], telemetry_path: str) -> str:
-    """A small HTML page: every target, its state and its last error."""
+    """A small HTML page: every target, its state and its last error.
+
+    It refreshes itself every LANDING_REFRESH_SECONDS and links to the metrics and to
+    each target's /probe (which polls that target now: a link, never an automatic fetch).
+    """
     now = time.monotonic()
     rows = []
     for r in runners:
@@ -123,6 +132,12 @@ def landing_page(runners: Sequence[TargetRunner], telemetry_path: str) -> str:
             status, color = "down", "#cf222e"
         reason = st.last_reason.value if st.last_reason and status != "up" else ""
         duration = f"{st.last_duration * 1000:.1f} ms" if st.last_duration is not None else ""
+        probe = "/probe?" + urllib.parse.urlencode({"target": st.name, "adapter": st.adapter})
+        probe_cell = (
+            f"<td><a href='{html.escape(probe, quote=True)}'>poll now</a></td>"
+            if telemetry_path != "/probe"
+            else "<td></td>"
+        )
         rows.append(
             "<tr>"
             f"<td>{html.escape(st.adapter)}</td><td>{html.escape(st.name)}</td>"
@@ -131,20 +146,23 @@ def landing_page(runners: Sequence[TargetRunner], telemetry_path: str) -> str:
             f"<td>{html.escape(st.last_error or '')}</td>"
             f"<td>{_ago(st.last_success)}</td><td>{duration}</td>"
             f"<td>{st.interval:g}s / {st.timeout:g}s</td>"
+            f"{probe_cell}"
             "</tr>"
         )
     path = html.escape(telemetry_path)
     return (
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Sparki storage exporter</title>"
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<meta http-equiv='refresh' content='{LANDING_REFRESH_SECONDS}'>"
+        "<title>Sparki storage exporter</title>"
         "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}</style></head><body>"
         f"<h1>Sparki storage exporter</h1><p>Version {html.escape(__version__)} &middot; "
         f"<a href='{path}'>Metrics</a> &middot; <a href='/healthz'>Health</a> &middot; "
-        "<a href='/readyz'>Readiness</a></p>"
+        "<a href='/readyz'>Readiness</a> &middot; "
+        f"refreshes every {LANDING_REFRESH_SECONDS} s</p>"
         "<table><tr><th>Adapter</th><th>Target</th><th>State</th><th>Reason</th>"
-        "<th>Last error</th><th>Last success</th><th>Last poll</th><th>Interval / timeout</th></tr>"
-        + "".join(rows)
-        + "</table></body></html>"
+        "<th>Last error</th><th>Last success</th><th>Last poll</th><th>Interval / timeout</th>"
+        "<th>Probe</th></tr>" + "".join(rows) + "</table></body></html>"
     )
 
 

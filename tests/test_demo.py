@@ -105,8 +105,23 @@ def wait_rules_healthy(prom: str, timeout: float) -> None:
 def test_demo_starts_shows_data_and_stops_cleanly() -> None:
     proc, out, port = start_demo()
     try:
-        prom = out.wait_for(r"Prometheus alerts\s+(http://\S+)/alerts", 120).group(1)
+        prom = out.wait_for(r"Prometheus alerts\s+(http://\S+)/classic/alerts", 120).group(1)
         base = out.wait_for(r"files in (\S+?)\)", 5).group(1)
+        out.wait_for(r"Press Ctrl-C", 5)
+        # Every link the demo prints answers on this machine (Debian's Prometheus has
+        # only the classic UI; its Alertmanager has no UI), and the amtool line works.
+        banner = out.text.split("Press Ctrl-C")[0]
+        links = re.findall(r"^  .*?(http://\S+)$", banner, re.M)
+        assert len(links) >= 6, banner
+        for link in links:
+            with urllib.request.urlopen(link, timeout=10) as resp:
+                assert resp.status == 200, link
+        amtool = re.search(r"^  Alertmanager alerts\s+(amtool .+)$", banner, re.M)
+        assert amtool, banner
+        queried = subprocess.run(
+            amtool.group(1).split(), capture_output=True, text=True, timeout=30
+        )
+        assert queried.returncode == 0, queried.stderr
         deadline = time.monotonic() + 60
         while True:
             body = get(f"http://127.0.0.1:{port}/metrics")

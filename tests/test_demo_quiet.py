@@ -23,7 +23,7 @@ QUIET_SECONDS = 600
 def test_plain_demo_pages_no_one_for_ten_minutes() -> None:
     proc, out, _ = start_demo()
     try:
-        prom = out.wait_for(r"Prometheus alerts\s+(http://\S+)/alerts", 120).group(1)
+        prom = out.wait_for(r"Prometheus alerts\s+(http://\S+)/classic/alerts", 120).group(1)
         base = out.wait_for(r"files in (\S+?)\)", 5).group(1)
         wait_rules_healthy(prom, 60)
         # The heartbeat reaches its receiver: notifications work, so silence means quiet.
@@ -31,7 +31,7 @@ def test_plain_demo_pages_no_one_for_ten_minutes() -> None:
         end = time.monotonic() + QUIET_SECONDS
         while time.monotonic() < end:
             assert proc.poll() is None, out.text[-3000:]
-            pages = re.findall(r"^\[pager\s*\].*$", out.text, re.M)
+            pages = re.findall(r"^(?:\d\d:\d\d:\d\d )?\[pager\s*\].*$", out.text, re.M)
             assert pages == [], pages
             time.sleep(5)
         stop_demo(proc, out, base)
