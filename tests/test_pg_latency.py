@@ -342,6 +342,21 @@ async def test_role_without_pg_monitor_counts_hidden_sessions_and_says_so(
         )
         assert cap == 0, "a partial view of pg_stat_statements must not read as usable"
         assert captured_logs().count("GRANT pg_monitor") == 1
+
+        # What it can see still counts: its own role's new statements, in full.
+        run_many(pg_cluster, ["SELECT pg_sleep(0.06)"] * 3, user="plain")
+        await exp.polls("postgres", "plain", 2)
+        count = "sparki_postgres_statement_duration_seconds_count"
+        assert await exp.value(count, target="plain", datname="app") == 3
+        # The fix applied: other roles' rows appear with their whole history, which
+        # is not a burst of new calls.
+        pg_cluster.sql("GRANT pg_monitor TO plain")
+        await exp.polls("postgres", "plain", 3)
+        assert await exp.value(count, target="plain", datname="app") == 3
+        cap = await exp.value(
+            "sparki_capability", adapter="postgres", target="plain", capability="pg_stat_statements"
+        )
+        assert cap == 1
     finally:
         for conn in others:
             conn.close()
