@@ -149,6 +149,19 @@ def test_spread_is_exact_in_count_and_never_outside_min_max(values: list[float])
         assert counts[lowest] == 1
 
 
+def test_histogram_add_counts_is_exact_and_refuses_what_would_break_monotonicity() -> None:
+    from exporter.metrics import HistogramState
+
+    h = HistogramState((0.05, 0.1))
+    assert h.add_counts([1, 2, 3], 0.9)
+    assert h.snapshot().counts == (1, 2, 3) and h.snapshot().sum == pytest.approx(0.9)
+    assert not h.add_counts([1, -1, 0], 0.1)  # a bucket would go down
+    assert not h.add_counts([1, 1], 0.1)  # wrong shape
+    assert not h.add_counts([0, 0, 0], 0.0)  # nothing observed
+    assert not h.add_counts([1, 0, 0], math.nan)
+    assert h.snapshot().counts == (1, 2, 3), "a refused add changes nothing"
+
+
 # --- against real PostgreSQL -------------------------------------------------------------
 
 
