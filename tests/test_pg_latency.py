@@ -149,6 +149,19 @@ def test_spread_is_exact_in_count_and_never_outside_min_max(values: list[float])
         assert counts[lowest] == 1
 
 
+def test_histogram_add_counts_is_exact_and_refuses_what_would_break_monotonicity() -> None:
+    from exporter.metrics import HistogramState
+
+    h = HistogramState((0.05, 0.1))
+    assert h.add_counts([1, 2, 3], 0.9)
+    assert h.snapshot().counts == (1, 2, 3) and h.snapshot().sum == pytest.approx(0.9)
+    assert not h.add_counts([1, -1, 0], 0.1)  # a bucket would go down
+    assert not h.add_counts([1, 1], 0.1)  # wrong shape
+    assert not h.add_counts([0, 0, 0], 0.0)  # nothing observed
+    assert not h.add_counts([1, 0, 0], math.nan)
+    assert h.snapshot().counts == (1, 2, 3), "a refused add changes nothing"
+
+
 # --- against real PostgreSQL -------------------------------------------------------------
 
 
@@ -342,6 +355,21 @@ async def test_role_without_pg_monitor_counts_hidden_sessions_and_says_so(
         )
         assert cap == 0, "a partial view of pg_stat_statements must not read as usable"
         assert captured_logs().count("GRANT pg_monitor") == 1
+
+        # What it can see still counts: its own role's new statements, in full.
+        run_many(pg_cluster, ["SELECT pg_sleep(0.06)"] * 3, user="plain")
+        await exp.polls("postgres", "plain", 2)
+        count = "sparki_postgres_statement_duration_seconds_count"
+        assert await exp.value(count, target="plain", datname="app") == 3
+        # The fix applied: other roles' rows appear with their whole history, which
+        # is not a burst of new calls.
+        pg_cluster.sql("GRANT pg_monitor TO plain")
+        await exp.polls("postgres", "plain", 3)
+        assert await exp.value(count, target="plain", datname="app") == 3
+        cap = await exp.value(
+            "sparki_capability", adapter="postgres", target="plain", capability="pg_stat_statements"
+        )
+        assert cap == 1
     finally:
         for conn in others:
             conn.close()

@@ -556,6 +556,10 @@ def test_statements_sql_per_version(version: int, col: str) -> None:
     assert col in sql and "pg_stat_statements(false)" in sql
     assert ("toplevel" in sql) == (version >= 140000)
     assert "stats_since" in statements_sql(170000)
+    # The moments and bounds the estimator needs, under each version's names.
+    suffix = "exec_time" if version >= 130000 else "time"
+    for column in ("stddev", "min", "max"):
+        assert f"s.{column}_{suffix}" in sql
 
 
 def test_classify_reasons() -> None:

@@ -759,7 +759,8 @@ class PostgresTarget:
             and stats_reset != self.previous_reset
         )
         previous = {} if full_reset or self.previous is None else self.previous
-        new_counts = not self.privilege_hidden_before or not hidden["privilege"]
+        # A role without pg_read_all_stats that was granted it: hidden rows went to none.
+        new_counts = not (self.privilege_hidden_before and not hidden["privilege"])
         zero = (0, 0.0, 0.0, None)
         for key, (calls, total_ms, sd_ms, since) in current.items():
             if first_poll:
