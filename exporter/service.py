@@ -139,7 +139,7 @@ class Exporter:
             port,
             ssl=ssl_context,
             ssl_handshake_timeout=limits.read_header_timeout if ssl_context else None,
-            backlog=128,
+            backlog=self.guard.batch,
             reuse_address=True,
         )
         sockets = list(self._server.sockets or ())
