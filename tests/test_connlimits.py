@@ -398,3 +398,32 @@ def test_descriptor_exhaustion_logs_once_and_recovers(
     assert len(warnings) == 1, [r.getMessage() for r in caplog.records]
     assert not [r for r in caplog.records if r.name == "asyncio" and r.levelno >= logging.WARNING]
     assert accepted == 40
+
+
+async def test_idle_keepalive_and_silent_connections_are_closed(hung_server: HungServer) -> None:
+    """A kept-alive connection idle past --web.idle-timeout, and one that never sends a
+    request, are closed by the server at their timeouts (aiohttp's default is an hour)."""
+    cfg = config_mod.validate(
+        {"redis": [{"name": "r", "url": f"redis://127.0.0.1:{hung_server.port}"}]}, {}
+    )
+    limits = ServerLimits(read_header_timeout=1.0, idle_timeout=1.5)
+    exporter = Exporter(cfg, limits=limits)
+    await exporter.start("127.0.0.1", 0)
+    try:
+
+        async def closed_after(request: bytes) -> float:
+            reader, writer = await asyncio.open_connection("127.0.0.1", exporter.port)
+            start = time.monotonic()
+            writer.write(request)
+            while await asyncio.wait_for(reader.read(65536), 10):  # until the server closes
+                pass
+            writer.close()
+            return time.monotonic() - start
+
+        kept_alive = await closed_after(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        silent = await closed_after(b"")
+        assert 1.0 <= kept_alive < 4.0, kept_alive
+        assert 0.8 <= silent < 3.5, silent
+        assert exporter.guard is not None and exporter.guard.timed_out >= 1
+    finally:
+        await exporter.stop()
