@@ -166,7 +166,9 @@ def check_config(argv: Sequence[str]) -> int:
         config = load(args.file)
     except ConfigError as exc:
         for line in exc.lines():
-            print(f"{args.file}: {line}", file=sys.stderr)
+            # YAML errors already start with the file's name (they are logged as is).
+            shown = line if line.startswith(f"{args.file}: ") else f"{args.file}: {line}"
+            print(shown, file=sys.stderr)
         failed = True
     if args.web_config:
         from .webconfig import load_web_config
@@ -175,7 +177,8 @@ def check_config(argv: Sequence[str]) -> int:
             web = load_web_config(args.web_config)
         except ConfigError as exc:
             for line in exc.lines():
-                print(f"{args.web_config}: {line}", file=sys.stderr)
+                prefix = f"{args.web_config}: "
+                print(line if line.startswith(prefix) else prefix + line, file=sys.stderr)
             failed = True
         else:
             print(

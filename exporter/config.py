@@ -332,6 +332,11 @@ def validate(data: Any, env: Mapping[str, str] | None = None) -> RootConfig:
     except ValidationError as exc:
         problems += _problems_from(exc)
         raise ConfigError(problems) from None
+    except (ArithmeticError, TypeError, ValueError, RecursionError) as exc:
+        # A validator that failed in a way pydantic does not wrap: still a refused
+        # config with a message (never a traceback, never a half-applied reload).
+        problems.append(("", f"the configuration could not be validated ({type(exc).__name__})"))
+        raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
     return config

@@ -54,23 +54,42 @@ class ServerLimits:
     fd_reserve: int = 64
 
 
-def descriptor_budget(reserve: int) -> int | None:
-    """Descriptors the HTTP listener may use: the soft RLIMIT_NOFILE less those already
-    open and a reserve (at least ``reserve``, or a quarter of the limit); None when the
-    limit is unknown or unlimited."""
+ACCEPT_BATCH = 128  # at most: listen backlog, and what asyncio accepts in one loop pass
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How many connections the listener may hold, and accept per loop pass."""
+
+    connections: int
+    batch: int
+
+
+def descriptor_budget(reserve: int, wanted: int) -> Budget:
+    """Fit the listener into the soft RLIMIT_NOFILE.
+
+    The room is the limit less the descriptors already open and a reserve for the
+    pollers (at least ``reserve``, or a quarter of the limit). Out of it comes one
+    accept batch: a displaced connection's descriptor is freed on the next loop pass,
+    after up to a batch of new ones was accepted. The batch is also at most a third of
+    the room, so a newcomer accepted in one pass is not displaced by the same pass's
+    flood before its request is read.
+    """
     try:
         import resource
 
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     except (ImportError, OSError, ValueError):
-        return None
+        return Budget(wanted, ACCEPT_BATCH)
     if soft == resource.RLIM_INFINITY or soft <= 0:
-        return None
+        return Budget(wanted, ACCEPT_BATCH)
     try:
         in_use = len(os.listdir("/proc/self/fd"))
     except OSError:
         in_use = 0
-    return max(1, soft - in_use - max(reserve, soft // 4))
+    room = max(2, soft - in_use - max(reserve, soft // 4))
+    batch = min(ACCEPT_BATCH, max(1, room // 3))
+    return Budget(max(1, min(wanted, room - batch)), batch)
 
 
 def _refusal(cap: int) -> bytes:
@@ -100,11 +119,15 @@ class _Guarded(asyncio.Protocol):
     # Private attributes of aiohttp's RequestHandler, read defensively: when they are
     # missing (another aiohttp), a connection counts as busy and is never displaced.
     def requests_started(self) -> int:
+        if self.inner is None:
+            return 0
         return int(getattr(self.inner, "_request_count", 1))
 
     def idle(self) -> bool:
         """True while the connection is not serving a request (waiting for one)."""
-        if self.inner is None or not hasattr(self.inner, "_current_request"):
+        if self.inner is None:
+            return not self.closed
+        if not hasattr(self.inner, "_current_request"):
             return False
         return getattr(self.inner, "_current_request", None) is None and not getattr(
             self.inner, "_messages", True
@@ -118,8 +141,8 @@ class _Guarded(asyncio.Protocol):
             transport.write(self.guard.refusal)
             transport.close()
             return
-        self.inner = self.guard.factory()
-        self.inner.connection_made(transport)
+        # aiohttp's protocol (and its task) is made when the first bytes arrive: a
+        # socket that never sends anything costs only this small object and its timer.
         timeout = self.guard.limits.read_header_timeout
         if timeout > 0:
             self.timer = asyncio.get_running_loop().call_later(timeout, self._header_deadline)
@@ -142,13 +165,18 @@ class _Guarded(asyncio.Protocol):
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
-        if self.inner is not None and not self.closed:
-            self.inner.data_received(data)
+        if self.closed:
+            return
+        if self.inner is None:
+            assert self.transport is not None
+            self.inner = self.guard.factory()
+            self.inner.connection_made(self.transport)
+        self.inner.data_received(data)
 
     def eof_received(self) -> bool | None:
         if self.inner is not None:
             return self.inner.eof_received()
-        return None
+        return None  # closed without a request: the transport closes
 
     def pause_writing(self) -> None:
         if self.inner is not None:
@@ -176,12 +204,9 @@ class ConnectionGuard:
     ) -> None:
         self.factory = factory
         self.limits = limits or ServerLimits()
-        budget = descriptor_budget(self.limits.fd_reserve)
-        self.cap = (
-            self.limits.max_connections
-            if budget is None
-            else min(self.limits.max_connections, budget)
-        )
+        budget = descriptor_budget(self.limits.fd_reserve, self.limits.max_connections)
+        self.cap = budget.connections
+        self.batch = budget.batch
         if self.cap < self.limits.max_connections:
             log.warning(
                 "connection limit lowered to fit the file descriptor limit",
@@ -206,6 +231,8 @@ class ConnectionGuard:
                 self._log_refusal()
                 return False
             self.displaced += 1
+            if victim.requests_started() > 0:
+                log.debug("displacing an idle kept-alive connection to make room")
             victim.close()
         self.open[conn] = None
         return True

@@ -168,7 +168,7 @@ class Exporter:
                     p,
                     ssl=ssl_context,
                     ssl_handshake_timeout=limits.read_header_timeout if ssl_context else None,
-                    backlog=128,
+                    backlog=self.guard.batch,
                     reuse_address=True,
                 )
             except OSError as exc:
