@@ -115,6 +115,14 @@ MUTANTS: tuple[Mutant, ...] = (
         "frozen counts re-added at every poll",
     ),
     Mutant(
+        "redis-tracking-back-on-is-a-reset",
+        R,
+        "own_counted = not (disabled or self.tracking_off)",
+        "own_counted = True",
+        (TR + "test_latency_tracking_off_is_not_mistaken_for_a_reset",),
+        "everything counted again when latency-tracking is switched back on",
+    ),
+    Mutant(
         "redis-first-reply-counted",
         R,
         "if self.previous is not None:  # the very first reply is only a baseline",

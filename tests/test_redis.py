@@ -495,22 +495,45 @@ async def test_resetstat_after_heavy_traffic_is_seen_by_the_total_alone(
         await driven.close()
 
 
+NO_CONFIG_USER = "mon-noconfig"
+NO_CONFIG_PASSWORD = "mon-N0config"
+
+
+@pytest.mark.parametrize("config_get", [True, False], ids=["config-allowed", "config-refused"])
 async def test_latency_tracking_off_is_not_mistaken_for_a_reset(
-    redis_private: RedisServer,
+    redis_factory: Any, config_get: bool
 ) -> None:
     """With tracking off nothing is counted, the exporter's own call included: frozen
-    counts must not be re-added at every poll as if the statistics had been reset."""
-    driven = Driven(redis_private)
+    counts must not be re-added at every poll as if the statistics had been reset,
+    whether or not the exporter may read latency-tracking (managed services refuse
+    CONFIG); when it may, not even once when tracking is switched back on."""
+    rule = "-@all +ping +info +latency|histogram +client|setname"
+    server = redis_factory(
+        users=[f"{NO_CONFIG_USER} on >{NO_CONFIG_PASSWORD} resetkeys resetchannels {rule}"]
+    )
+    if config_get:
+        driven = Driven(server)
+    else:
+        driven = Driven(server, username=NO_CONFIG_USER, password=NO_CONFIG_PASSWORD)
     try:
-        run_gets(redis_private, 10)
+        run_gets(server, 10)
         await driven.poll()
-        run_gets(redis_private, 5)
+        run_gets(server, 5)
         assert (await driven.poll())["get"] == 5
-        with redis_private.client() as c:
+        with server.client() as c:
             c.config_set("latency-tracking", "no")
         for _ in range(3):
-            run_gets(redis_private, 5)
+            run_gets(server, 5)
             assert (await driven.poll())["get"] == 5
+        if not config_get:
+            return  # switching it back on is then indistinguishable from a reset
+        # Back on: our last call went uncounted, which is no reset either.
+        with server.client() as c:
+            c.config_set("latency-tracking", "yes")
+        run_gets(server, 5)
+        assert (await driven.poll())["get"] == 10
+        run_gets(server, 5)
+        assert (await driven.poll())["get"] == 15
     finally:
         await driven.close()
 

@@ -592,6 +592,7 @@ class RedisNode:
         self.commands = CommandHistograms(target.config.commands_top_n)
         self.run_id: str | None = None
         self.total_commands: int | None = None
+        self.tracking_off = False  # latency-tracking was "no" at the previous poll
         self.caps = {name: _Capability() for name in CAPABILITIES}
 
     def move(self, host: str, port: int) -> None:
@@ -690,8 +691,12 @@ class RedisNode:
             if isinstance(latency_reply, Exception):
                 latency.refused(latency_reply, now)
             else:
-                latency.problem = "disabled" if tracking == "no" else None
-                self._apply_latency(info, parse_latency_histogram(latency_reply), usec)
+                disabled = tracking == "no"
+                latency.problem = "disabled" if disabled else None
+                # Our previous call went uncounted if tracking was off then (or is now).
+                own_counted = not (disabled or self.tracking_off)
+                self.tracking_off = disabled
+                self._apply_latency(info, parse_latency_histogram(latency_reply), usec, own_counted)
         return self._snapshot(node, role, info)
 
     def _apply_latency(
@@ -699,13 +704,14 @@ class RedisNode:
         info: Mapping[str, str],
         histogram: Mapping[str, tuple[int, Mapping[int, int]]],
         usec: Mapping[str, int],
+        own_counted: bool = True,
     ) -> None:
         run_id = info.get("run_id")
         total = _int(info.get("total_commands_processed"))
         reset = (
             (self.run_id is not None and run_id != self.run_id)
             or (self.total_commands is not None and total < self.total_commands)
-            or _own_call_missing(self.commands.previous, histogram)
+            or (own_counted and _own_call_missing(self.commands.previous, histogram))
         )
         self.commands.update(self.commands.raw(histogram, usec), reset)
         self.run_id, self.total_commands = run_id, total
