@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from fixtures_core import free_port
+from fixtures_core import free_port, wait_until
 
 from exporter.generate import alertmanager as generate_alertmanager
 from exporter.generate.thresholds import load
@@ -213,17 +213,13 @@ def alertmanager(tmp_path: Path) -> Iterator[tuple[str, Hooks]]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
+
+        def ready() -> bool:
             assert proc.poll() is None, "alertmanager exited"
-            assert time.monotonic() < deadline, "alertmanager did not become ready"
-            time.sleep(0.2)
+            with urllib.request.urlopen(f"{base}/-/ready", timeout=1) as resp:
+                return resp.status == 200
+
+        wait_until(ready, 30, 0.2, retry_on=(OSError,), what="alertmanager ready")
         yield base, hooks
     finally:
         proc.terminate()
