@@ -60,6 +60,7 @@ WEB = "exporter/webconfig.py"
 
 TR = "tests/test_redis.py::"
 TP = "tests/test_postgres.py::"
+PL = "tests/test_pg_latency.py::"
 TS = "tests/test_s3.py::"
 REDIS_MODEL = TR + "test_exported_histograms_match_a_reference_model_whatever_redis_reports"
 REDIS_RESETSTAT = TR + "test_resetstat_followed_by_more_calls_than_before_counts_from_the_reset"
@@ -166,24 +167,40 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "postgres-no-stats-reset-check",
         PG,
-        "self.previous_reset is not None and stats_reset != self.previous_reset",
-        "False",
-        (PG_RESET,),
+        "and stats_reset != self.previous_reset",
+        "and False",
+        (PG_RESET, PL + "test_calls_after_a_reset_are_all_counted_even_more_than_before"),
         "issue 17 #1: a reset then more calls than before makes up an observation",
     ),
     Mutant(
         "postgres-single-call-dropped",
         PG,
-        "if d_calls == 0:",
-        "if d_calls <= 1:",
-        (PG_RESET, PG_HIST),
+        "if d_calls <= 0 or d_ms < 0:",
+        "if d_calls <= 1 or d_ms < 0:",
+        (PG_RESET, PL + "test_new_statement_and_a_single_call_per_interval_are_counted"),
         "issue 17 #2: a statement called once between polls never counted",
+    ),
+    Mutant(
+        "postgres-first-sight-baseline",
+        PG,
+        "if not new_counts and not full_reset:",
+        "if True:",
+        (PL + "test_new_statement_and_a_single_call_per_interval_are_counted",),
+        "issue 10 #4: a statement first seen between two polls loses its first interval",
+    ),
+    Mutant(
+        "postgres-mean-only",
+        PG,
+        "                max(d_squares, 0.0) / 1e6,",
+        "                (seconds * seconds / d_calls),",
+        (PL + "test_bimodal_statement_whose_mean_is_under_50ms_reads_critical",),
+        "issue 10 #1: every call of an interval placed at its mean flattens the tail",
     ),
     Mutant(
         "postgres-total-not-mean",
         PG,
-        "observe(seconds / d_calls, d_calls, total=seconds)",
-        "observe(seconds, d_calls, total=seconds)",
+        "                d_calls,\n                seconds,\n",
+        "                d_calls,\n                seconds * d_calls,\n",
         (PG_HIST,),
         "each call observed at the whole interval's time",
     ),
