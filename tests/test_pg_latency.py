@@ -407,3 +407,26 @@ async def test_minmax_reset_is_opt_in_and_bounds_each_interval(
         assert band(quantile(0.95, STATEMENT_BUCKETS, got)) == "warning", got
     else:
         assert maximum >= 400, "off by default: other users' min/max are left alone"
+
+
+def test_every_query_the_adapter_runs_is_learned_as_its_own() -> None:
+    """A collector's SQL missing from the learned list would be counted as the
+    application's (a shared role's latency polluted by the exporter): every ``*_SQL``
+    constant of the adapter's modules must be EXPLAINed on connecting."""
+    from exporter.adapters import _pg_replication
+    from exporter.adapters import postgres as pg_adapter
+    from exporter.config import GlobalConfig
+
+    target = pg_adapter.PostgresTarget(
+        pg_adapter.PostgresConfig(name="t", statements_minmax_reset=True), GlobalConfig()
+    )
+    learned = {sql for sql, _ in target._own_sql(180000)}
+    constants = {
+        f"{module.__name__}.{name}": value
+        for module in (pg_adapter, _pg_replication)
+        for name, value in vars(module).items()
+        if name.endswith("_SQL") and isinstance(value, str)
+    }
+    assert len(constants) >= 14
+    missing = sorted(name for name, sql in constants.items() if sql not in learned)
+    assert missing == []

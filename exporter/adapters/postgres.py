@@ -41,6 +41,7 @@ from ..metrics import (
     histogram_family,
 )
 from ._pg_estimator import interval_moments, spread
+from ._pg_replication import OWN_SQL as REPLICATION_SQL
 from ._pg_replication import ReplicationHealth, ReplicationWatch, standby_lag_seconds
 from ._pg_replication import families as replication_families
 from ._pgerrors import check_dsn_options, classify
@@ -438,6 +439,7 @@ class PostgresTarget:
             (statements_sql(version), None),
             (TEXTS_SQL, ([0],)),
             (OWN_EXPLAINS_SQL, (0, 0, "")),
+            *((sql, None) for sql in REPLICATION_SQL),
         ]
         info = statements_info_sql(version)
         if info:
