@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 import pytest
 import yaml
-from fixtures_core import free_port
+from fixtures_core import free_port, wait_until
 from fixtures_pg import PgCluster, make_primary
 from fixtures_redis import RedisServer
 from fixtures_s3 import MotoServer
@@ -45,27 +45,9 @@ def wait(
     what: str,
     transient: tuple[type[BaseException], ...] = (OSError,),
 ) -> Any:
-    """Poll ``predicate`` until it returns something truthy.
-
-    Only ``transient`` errors (a server that is still starting or restarting refuses
-    the connection) are retried; any other exception is a broken check and fails at
-    once instead of turning into a timeout minutes later.
-    """
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = predicate()
-        except transient as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout:g}s waiting for {what} (last: {last!r})"
-            )
-        time.sleep(1)
+    """fixtures_core.wait_until at a one-second pace, retrying only ``transient`` errors
+    (a server still starting refuses the connection): a broken check fails at once."""
+    return wait_until(predicate, timeout, 1.0, retry_on=transient, what=what)
 
 
 def exporter_samples(port: int, name: str) -> list[tuple[dict[str, str], float]]:
