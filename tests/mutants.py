@@ -94,7 +94,7 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "redis-no-own-call-check",
         R,
-        "or _own_call_missing(self.commands.previous, histogram)",
+        "or (own_counted and _own_call_missing(self.commands.previous, histogram))",
         "",
         (REDIS_RESETSTAT,),
         "issue 17 #3: RESETSTAT then more calls on a young server (30 counted, not 40)",
