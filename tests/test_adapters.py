@@ -144,6 +144,11 @@ ROWS = [
 ]
 
 
+def contract_of(adapter: str) -> dict[str, tuple[str, set[str]]]:
+    """An adapter's rows of the metric contract, for its own test file's finer checks."""
+    return next(row.contract for row in ROWS if row.adapter == adapter)
+
+
 def config(row: Row, name: str, target: dict[str, Any]) -> dict[str, Any]:
     return {**FAST, row.adapter: [{**target, "name": name}]}
 

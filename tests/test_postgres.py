@@ -10,26 +10,15 @@ import psycopg
 import pytest
 from fixtures_core import timed
 from fixtures_pg import PgCluster, make_primary
+from test_adapters import contract_of
 
 # Every test here runs against each installed PostgreSQL major (fixtures_pg.py).
 PG_ALL_MAJORS = True
 FAST = {"poll_interval": "1s", "poll_timeout": "0.8s"}
 
-# name -> (type, label names) for every PostgreSQL row of the metric contract.
-CONTRACT = {
-    "sparki_postgres_statement_duration_seconds": ("histogram", {"target", "datname"}),
-    "sparki_postgres_probe_duration_seconds": ("histogram", {"target"}),
-    "sparki_postgres_connections": ("gauge", {"target", "state"}),
-    "sparki_postgres_max_connections": ("gauge", {"target"}),
-    "sparki_postgres_transactions": ("counter", {"target", "datname", "outcome"}),
-    "sparki_postgres_blocks_hit": ("counter", {"target", "datname"}),
-    "sparki_postgres_blocks_read": ("counter", {"target", "datname"}),
-    "sparki_postgres_replication_lag_seconds": ("gauge", {"target", "replica"}),
-    "sparki_postgres_replication_lag_bytes": ("gauge", {"target", "replica"}),
-    "sparki_postgres_statement_calls": ("counter", {"target", "datname", "queryid"}),
-    "sparki_postgres_statement_seconds": ("counter", {"target", "datname", "queryid"}),
-    "sparki_postgres_statement_info": ("gauge", {"target", "datname", "queryid", "query"}),
-}
+# name -> (type, label names) for every PostgreSQL row of the metric contract: one table
+# for every adapter, in test_adapters.py.
+CONTRACT = contract_of("postgres")
 COMMON = {
     "sparki_up": ("gauge", {"adapter", "target"}),
     "sparki_poll_duration_seconds": ("gauge", {"adapter", "target"}),

@@ -22,6 +22,7 @@ from fixtures_redis import AclServer, RedisServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+from test_adapters import contract_of
 
 from exporter import config as config_mod
 from exporter.adapter import PollError, Reason
@@ -34,18 +35,9 @@ HIST = "sparki_redis_command_duration_seconds"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 BOUNDS = [format_value(b) for b in adapter.COMMAND_BUCKETS] + ["+Inf"]
 
-# name -> (type, label names) for every Redis row of the metric contract.
-CONTRACT = {
-    "sparki_redis_command_duration_seconds": ("histogram", {"target", "cmd"}),
-    "sparki_redis_probe_duration_seconds": ("histogram", {"target"}),
-    "sparki_redis_memory_used_bytes": ("gauge", {"target"}),
-    "sparki_redis_memory_max_bytes": ("gauge", {"target"}),
-    "sparki_redis_evicted_keys": ("counter", {"target"}),
-    "sparki_redis_keyspace_hits": ("counter", {"target"}),
-    "sparki_redis_keyspace_misses": ("counter", {"target"}),
-    "sparki_redis_commands_processed": ("counter", {"target"}),
-    "sparki_redis_connected_clients": ("gauge", {"target"}),
-}
+# name -> (type, label names) for every Redis row of the metric contract: one table
+# for every adapter, in test_adapters.py.
+CONTRACT = contract_of("redis")
 COMMON = {
     "sparki_up": ("gauge", {"adapter", "target"}),
     "sparki_poll_duration_seconds": ("gauge", {"adapter", "target"}),
