@@ -1,9 +1,10 @@
-"""The contract every adapter module fulfils.
+"""The contract every adapter package fulfils.
 
-An adapter is one module under ``exporter.adapters`` that exposes ``ADAPTER``, an
-:class:`AdapterSpec`. The core discovers adapters by scanning that package, so adding
-a storage backend means adding one module (and its tests); nothing in the core
-changes. Each module has the same three parts:
+An adapter is one package under ``exporter.adapters`` whose ``spec`` module exposes
+``ADAPTER``, an :class:`AdapterSpec`. The core discovers adapters by scanning that
+package, so adding a storage backend means adding one package (and its tests); nothing
+in the core changes. Each package has the same parts (see exporter/collector.py for
+how its collectors are switched and run):
 
 * a config model (a subclass of :class:`exporter.config.TargetConfig`);
 * a target class whose ``poll()`` talks to the server and returns an immutable
@@ -22,6 +23,7 @@ from typing import Any, Protocol
 
 from prometheus_client.metrics_core import Metric
 
+from .collector import CollectorSpec
 from .config import GlobalConfig, TargetConfig
 
 
@@ -78,3 +80,5 @@ class AdapterSpec:
     classify: Callable[[BaseException], PollError]
     from_env: Callable[[Mapping[str, str]], list[dict[str, Any]]]
     description: str = ""
+    # The adapter's collectors (from its driver-free catalog), in the order they run.
+    collectors: tuple[CollectorSpec, ...] = ()

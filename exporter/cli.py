@@ -34,6 +34,21 @@ DEFAULT_LISTEN = ":9840"
 LEVELS = ("debug", "info", "warn", "warning", "error")
 
 
+def _collectors_help() -> str:
+    """The collectors every adapter has, for --help (read from the driver-free catalogs)."""
+    from .adapters import all_collectors
+
+    lines = [
+        "collectors (switch with --collector.NAME / --no-collector.NAME, or",
+        "--collector.ADAPTER.NAME; a target's own `collectors:` key wins):",
+    ]
+    for adapter, specs in all_collectors().items():
+        for spec in specs:
+            state = "on" if spec.default else "off"
+            lines.append(f"  {adapter}.{spec.name:<18} [{state}] {spec.description}")
+    return "\n".join(lines)
+
+
 def _serve_parser() -> argparse.ArgumentParser:
     from .connlimits import ServerLimits  # standard library only
 
@@ -41,6 +56,8 @@ def _serve_parser() -> argparse.ArgumentParser:
         prog="sparki-exporter",
         description="Prometheus exporter for PostgreSQL, Redis/Valkey and S3/MinIO. "
         "Subcommands: check-config FILE, healthcheck, generate.",
+        epilog=_collectors_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "--config",
@@ -211,7 +228,7 @@ async def _serve(
     addresses: list[tuple[str | None, int]],
     shard: Shard | None,
 ) -> int:
-    from .config import ConfigError, load
+    from .config import ConfigError
     from .connlimits import ServerLimits
     from .service import Exporter
     from .tracing import from_environment as tracing_from_environment
@@ -229,7 +246,9 @@ async def _serve(
         config,
         args.telemetry_path,
         web_config=web_config,
-        loader=partial(load, args.config) if args.config else None,
+        loader=partial(_load_with_flags, args.config, args.collector_flags)
+        if args.config
+        else None,
         enable_lifecycle=args.enable_lifecycle,
         observer=tracing_from_environment(),
         log_flags=(args.log_level, args.log_format),
@@ -269,15 +288,48 @@ async def _serve(
     return 0
 
 
+def _collector_flags(argv: Sequence[str]) -> tuple[dict[str, dict[str, bool]], list[str]]:
+    """Split ``--[no-]collector.X`` off the command line (argparse cannot know every
+    collector's name up front); exit 2 naming the flag for an unknown collector."""
+    from .adapters import all_collectors
+    from .collector import parse_flags
+
+    switches, rest, problems = parse_flags(argv, all_collectors())
+    if problems:
+        for line in problems:
+            print(f"sparki-exporter: error: {line}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG)
+    return switches, rest
+
+
+def with_collector_flags(config: RootConfig, flags: dict[str, dict[str, bool]]) -> RootConfig:
+    """The config with command-line collector switches over the file's top-level ones."""
+    if not flags:
+        return config
+    merged = {a: dict(s) for a, s in config.collectors.items()}
+    for adapter, switches in flags.items():
+        merged.setdefault(adapter, {}).update(switches)
+    return config.model_copy(update={"collectors": merged})
+
+
+def _load_with_flags(path: str, flags: dict[str, dict[str, bool]]) -> RootConfig:
+    from .config import load
+
+    return with_collector_flags(load(path), flags)
+
+
 def serve(argv: Sequence[str]) -> int:
+    flags, argv = _collector_flags(argv)
     args = _serve_parser().parse_args(argv)
-    from .config import ConfigError, from_environment, load
+    args.collector_flags = flags
+    from .config import ConfigError, from_environment
     from .logs import setup
     from .shard import parse as parse_shard
 
     setup(args.log_level or "info", args.log_format or "logfmt")
     try:
-        config = load(args.config) if args.config else from_environment()
+        config = _load_with_flags(args.config, flags) if args.config else from_environment()
+        config = with_collector_flags(config, flags)
     except ConfigError as exc:
         for line in exc.lines():
             log.error("invalid configuration", extra={"kv": {"problem": line}})

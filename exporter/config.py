@@ -27,6 +27,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     create_model,
+    field_validator,
     model_validator,
 )
 
@@ -121,8 +122,23 @@ class TargetConfig(Strict):
     name: str = Field(pattern=TARGET_NAME, description="label value `target`; never an address")
     poll_interval: Duration | None = None
     poll_timeout: Duration | None = None
+    collectors: dict[str, bool] = Field(
+        default_factory=dict, description="switch this target's collectors on or off by name"
+    )
 
     secret_fields: ClassVar[tuple[str, ...]] = ()
+    # The adapter's collector names (from its catalog), for validating `collectors`.
+    known_collectors: ClassVar[tuple[str, ...]] = ()
+
+    @field_validator("collectors")
+    @classmethod
+    def _check_collectors(cls, value: dict[str, bool]) -> dict[str, bool]:
+        from .collector import unknown_names
+
+        problems = unknown_names(value, cls.known_collectors)
+        if problems:
+            raise ValueError("\n".join(problems))
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -173,6 +189,12 @@ class GlobalConfig(Strict):
     poll_timeout: Duration = 5.0
     stale_after_intervals: float = Field(3.0, gt=1)
     log: LogConfig = LogConfig()
+    # Collector switches for every target of an adapter: {postgres: {vacuum: false}}.
+    # A target's own `collectors` wins; --[no-]collector.<name> flags are merged in here.
+    collectors: dict[str, dict[str, bool]] = Field(default_factory=dict)
+
+    def collectors_for(self, adapter: str) -> dict[str, bool]:
+        return self.collectors.get(adapter, {})
 
     def interval_for(self, target: TargetConfig) -> float:
         return target.poll_interval or self.poll_interval
@@ -202,6 +224,7 @@ class RootConfig(GlobalConfig):
                     )
         if total == 0:
             problems.append("no targets configured: add a postgres, redis or s3 section")
+        problems += _check_collector_switches(self.collectors)
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -215,6 +238,24 @@ class RootConfig(GlobalConfig):
 
     def secrets(self) -> list[str]:
         return [secret for _, t in self.targets() for secret in t.secrets()]
+
+
+def _check_collector_switches(switches: Mapping[str, Mapping[str, bool]]) -> list[str]:
+    """Problems with the top-level ``collectors`` key (checked from the driver-free catalogs)."""
+    from . import adapters
+    from .collector import unknown_names
+
+    problems = []
+    for adapter, names in switches.items():
+        if adapter not in adapters.names():
+            adapters_known = ", ".join(adapters.names())
+            problems.append(
+                f"collectors.{adapter}: no adapter {adapter!r} (adapters: {adapters_known})"
+            )
+            continue
+        names_known = tuple(c.name for c in adapters.collectors(adapter))
+        problems += [f"collectors.{adapter}: {p}" for p in unknown_names(names, names_known)]
+    return problems
 
 
 _ROOTS: dict[frozenset[str] | None, type[RootConfig]] = {}

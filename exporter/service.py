@@ -32,7 +32,7 @@ from .webconfig import BasicAuth, LoadedWebConfig
 
 log = logging.getLogger("sparki.service")
 
-RunnerKey = tuple[str, TargetConfig, float, float, float]
+RunnerKey = tuple[str, TargetConfig, float, float, float, tuple[tuple[str, bool], ...]]
 __all__ = ["Exporter", "parse_listen_address", "runner_key"]
 
 
@@ -45,6 +45,7 @@ def runner_key(adapter: str, target: TargetConfig, config: RootConfig) -> Runner
         interval,
         config.timeout_for(target),
         interval * config.stale_after_intervals,
+        tuple(sorted(config.collectors_for(adapter).items())),
     )
 
 

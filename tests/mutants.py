@@ -50,10 +50,10 @@ class Mutant:
     why: str
 
 
-R = "exporter/adapters/redis.py"
-PG = "exporter/adapters/postgres.py"
-S3 = "exporter/adapters/s3.py"
-MINIO = "exporter/adapters/_minio.py"
+R = "exporter/adapters/redis/target.py"
+PG = "exporter/adapters/postgres/target.py"
+S3 = "exporter/adapters/s3/target.py"
+MINIO = "exporter/adapters/s3/minio.py"
 CONFIG = "exporter/config.py"
 SERVICE = "exporter/service.py"
 WEB = "exporter/webconfig.py"

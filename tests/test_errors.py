@@ -12,7 +12,7 @@ from fixtures_pg import PgCluster
 from fixtures_s3 import AuthMotoServer
 
 from exporter import config as config_mod
-from exporter.adapters._pgerrors import classify
+from exporter.adapters.postgres.errors import classify
 from exporter.config import ConfigError
 
 FAST = {"poll_interval": "2s", "poll_timeout": "1500ms"}

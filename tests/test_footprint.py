@@ -41,7 +41,7 @@ def test_only_configured_adapters_are_imported(only: str, tmp_path: Path) -> Non
     assert result.returncode == 0, result.stderr
     modules = set(json.loads(result.stdout))
     for adapter, library in LIBRARIES.items():
-        loaded = f"exporter.adapters.{adapter}" in modules
+        loaded = f"exporter.adapters.{adapter}.spec" in modules
         assert loaded == (adapter == only), (adapter, sorted(modules))
         assert (library in modules) == (adapter == only), (library, sorted(modules))
 

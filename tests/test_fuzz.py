@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.adapter import PollError, Reason
-from exporter.adapters import _minio as minio
-from exporter.adapters import redis as redis_adapter
+from exporter.adapters.redis import target as redis_adapter
+from exporter.adapters.s3 import minio
 from exporter.config import MAX_DEPTH, ConfigError, RootConfig, load, validate
 
 FUZZ = settings(

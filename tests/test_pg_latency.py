@@ -16,8 +16,8 @@ from fixtures_pg import PgCluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.adapters._pg_estimator import regularized_beta, spread
-from exporter.adapters.postgres import STATEMENT_BUCKETS, clean_query_text
+from exporter.adapters.postgres.estimator import regularized_beta, spread
+from exporter.adapters.postgres.target import STATEMENT_BUCKETS, clean_query_text
 
 # Every test here runs against each installed PostgreSQL major (fixtures_pg.py).
 PG_ALL_MAJORS = True
@@ -413,8 +413,8 @@ def test_every_query_the_adapter_runs_is_learned_as_its_own() -> None:
     """A collector's SQL missing from the learned list would be counted as the
     application's (a shared role's latency polluted by the exporter): every ``*_SQL``
     constant of the adapter's modules must be EXPLAINed on connecting."""
-    from exporter.adapters import _pg_replication
-    from exporter.adapters import postgres as pg_adapter
+    from exporter.adapters.postgres import replication as _pg_replication
+    from exporter.adapters.postgres import target as pg_adapter
     from exporter.config import GlobalConfig
 
     target = pg_adapter.PostgresTarget(

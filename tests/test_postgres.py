@@ -530,7 +530,7 @@ async def test_role_without_pg_read_all_stats_still_polls(pg_primary, start_expo
 
 
 def test_statement_text_never_keeps_literals() -> None:
-    from exporter.adapters.postgres import clean_query_text
+    from exporter.adapters.postgres.target import clean_query_text
 
     text = clean_query_text("ALTER ROLE x\n  PASSWORD 'it''s-secret'", 200)
     assert "secret" not in text and "\n" not in text
@@ -539,7 +539,7 @@ def test_statement_text_never_keeps_literals() -> None:
 
 @pytest.mark.parametrize("version,col", [(120000, "total_time"), (150000, "total_exec_time")])
 def test_statements_sql_per_version(version: int, col: str) -> None:
-    from exporter.adapters.postgres import statements_sql
+    from exporter.adapters.postgres.target import statements_sql
 
     sql = statements_sql(version)
     assert col in sql and "pg_stat_statements(false)" in sql
@@ -552,7 +552,7 @@ def test_statements_sql_per_version(version: int, col: str) -> None:
 
 
 def test_classify_reasons() -> None:
-    from exporter.adapters.postgres import classify
+    from exporter.adapters.postgres.target import classify
 
     assert classify(psycopg.OperationalError("connection refused")).reason == "connect"
     assert (

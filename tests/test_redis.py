@@ -26,7 +26,7 @@ from test_adapters import contract_of
 
 from exporter import config as config_mod
 from exporter.adapter import PollError, Reason
-from exporter.adapters import redis as adapter
+from exporter.adapters.redis import target as adapter
 from exporter.metrics import format_value
 
 REDIS_ALL_SERVERS = True

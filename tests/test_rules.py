@@ -314,7 +314,8 @@ NOT_IN_A_PLAIN_SCRAPE = {"up", "sparki_redis_node_up", "sparki_redis_cluster_sta
 
 
 def test_cluster_only_names_are_emitted_by_the_redis_adapter() -> None:
-    source = (ROOT / "exporter" / "adapters" / "redis.py").read_text()
+    package = ROOT / "exporter" / "adapters" / "redis"
+    source = "".join(path.read_text() for path in sorted(package.glob("*.py")))
     for name in NOT_IN_A_PLAIN_SCRAPE - {"up"}:
         assert f'"{name}"' in source, name
 

@@ -25,8 +25,9 @@ from fixtures_core import free_port, timed
 from fixtures_s3 import unique_bucket
 
 from exporter import config as config_mod
-from exporter.adapters import _minio, by_name
-from exporter.adapters import s3 as s3_adapter
+from exporter.adapters import by_name
+from exporter.adapters.s3 import minio as _minio
+from exporter.adapters.s3 import target as s3_adapter
 from exporter.config import ConfigError, GlobalConfig
 from exporter.metrics import render_families
 

@@ -193,8 +193,8 @@ def test_the_image_build_steps_work_without_an_engine(tmp_path: Path) -> None:
         [
             str(env / "bin" / "python"),
             "-c",
-            "import exporter.service, exporter.adapters.postgres, "
-            "exporter.adapters.redis, exporter.adapters.s3, exporter.tracing; "
+            "import exporter.service, exporter.adapters.postgres.spec, "
+            "exporter.adapters.redis.spec, exporter.adapters.s3.spec, exporter.tracing; "
             "import exporter, sys; print(exporter.__file__)",
         ],
         capture_output=True,

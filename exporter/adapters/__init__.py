@@ -1,8 +1,10 @@
-"""Adapter discovery: every module in this package that defines ``ADAPTER``.
+"""Adapter discovery: every package in this package is an adapter.
 
-A module's name is its config section (``postgres.py`` reads ``postgres:``), so the
-sections a config uses are known without importing anything, and only their modules are
-imported: a Redis-only exporter never loads psycopg or botocore (~18 MB of RSS).
+A package's name is its config section (``postgres/`` reads ``postgres:``), so the
+sections a config uses are known without importing anything, and only their packages
+are imported: a Redis-only exporter never loads psycopg or botocore (~18 MB of RSS).
+Each package's ``spec`` module defines ``ADAPTER`` (and imports the driver); its
+``catalog`` module names the collectors, signals and panels and imports no driver.
 """
 
 from __future__ import annotations
@@ -13,25 +15,40 @@ from collections.abc import Iterable
 from functools import cache
 
 from ..adapter import AdapterSpec
+from ..collector import CollectorSpec
 
 
 @cache
 def names() -> tuple[str, ...]:
-    """The adapter modules shipped in this package, sorted, without importing them."""
-    found = (info.name for info in pkgutil.iter_modules(__path__))
+    """The adapter packages shipped here, sorted, without importing them."""
+    found = (info.name for info in pkgutil.iter_modules(__path__) if info.ispkg)
     return tuple(sorted(name for name in found if not name.startswith("_")))
 
 
 @cache
 def load(name: str) -> AdapterSpec:
-    """Import one adapter module and return its spec; KeyError for an unknown name."""
+    """Import one adapter's spec (and so its driver); KeyError for an unknown name."""
     if name not in names():
         raise KeyError(name)
-    module = importlib.import_module(f"{__name__}.{name}")
+    module = importlib.import_module(f"{__name__}.{name}.spec")
     spec = getattr(module, "ADAPTER", None)
     if not isinstance(spec, AdapterSpec) or spec.name != name:
-        raise TypeError(f"exporter.adapters.{name} must define ADAPTER named {name!r}")
+        raise TypeError(f"exporter.adapters.{name}.spec must define ADAPTER named {name!r}")
     return spec
+
+
+@cache
+def collectors(name: str) -> tuple[CollectorSpec, ...]:
+    """An adapter's collectors, from its catalog: no driver is imported."""
+    if name not in names():
+        raise KeyError(name)
+    module = importlib.import_module(f"{__name__}.{name}.catalog")
+    return tuple(getattr(module, "COLLECTORS", ()))
+
+
+def all_collectors() -> dict[str, tuple[CollectorSpec, ...]]:
+    """Every adapter's collectors by adapter name (for --collector.X flags)."""
+    return {name: collectors(name) for name in names()}
 
 
 def specs(selected: Iterable[str]) -> tuple[AdapterSpec, ...]:

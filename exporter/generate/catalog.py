@@ -14,37 +14,36 @@ first (``p95_rate5m``: the 95th percentile of a 5 minute rate).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+import importlib
+from types import ModuleType
 
-Direction = Literal["above", "below"]
-Unit = Literal["seconds", "ratio", "per_second", "intervals", "bool", "bytes"]
+from .. import adapters
+from ..catalog_model import (
+    EXPORTER_JOB,
+    QUANTILES,
+    Direction,
+    Recording,
+    Signal,
+    Unit,
+    quantiles,
+)
+
+__all__ = ["EXPORTER_JOB", "QUANTILES", "Direction", "Recording", "Signal", "Unit", "quantiles"]
+
 
 # The exact SDK the committed dashboards were generated with: another build may emit
 # different JSON, and `generate --check` would then fail for no change of ours.
 SDK_REQUIREMENT = "grafana-foundation-sdk==1769699379!11.6.0"
 
-ADAPTERS = ("common", "postgres", "redis", "s3")
-ADAPTER_TITLES = {"common": "Exporter", "postgres": "PostgreSQL", "redis": "Redis", "s3": "S3"}
-QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+
+def adapter_catalog(name: str) -> ModuleType:
+    """An adapter package's catalog module (driver-free by contract)."""
+    return importlib.import_module(f"exporter.adapters.{name}.catalog")
 
 
-@dataclass(frozen=True, slots=True)
-class Recording:
-    adapter: str
-    record: str
-    expr: str
-
-
-def _quantiles(adapter: str, level: str, metric: str, window: str, without: str) -> list[Recording]:
-    rate = f"rate({metric}_bucket[{window}])"
-    inner = f"sum without ({without}) ({rate})" if without else rate
-    return [
-        Recording(
-            adapter, f"{level}:{metric}:{name}_rate{window}", f"histogram_quantile({q}, {inner})"
-        )
-        for name, q in QUANTILES
-    ]
+CATALOGS = {name: adapter_catalog(name) for name in adapters.names()}
+ADAPTERS = ("common", *CATALOGS)
+ADAPTER_TITLES = {"common": "Exporter", **{n: c.TITLE for n, c in CATALOGS.items()}}
 
 
 # --- recording rules --------------------------------------------------------------------
@@ -69,8 +68,6 @@ S3_REQ_RATE = "target_bucket:sparki_s3_requests:rate15m"
 S3_ERR_RATIO = "target_bucket_class:sparki_s3_request_errors:ratio_rate15m"
 S3_XFER_RATE = "target_bucket_direction:sparki_s3_transferred_bytes:rate15m"
 S3_COST = "target:sparki_s3_storage_cost_dollars_per_month:sum"
-# Placeholder for the exporter's scrape job, filled from thresholds.yaml's exporter_job.
-EXPORTER_JOB = "{exporter_job}"
 EXPORTER_UP = f'(up{{job="{EXPORTER_JOB}"}} or absent(up{{job="{EXPORTER_JOB}"}}) * 0)'
 
 _REDIS_EVICTIONS = "rate(sparki_redis_evicted_keys_total[5m])"
@@ -82,9 +79,9 @@ _REDIS_LOOKUPS = (
 _S3_PROBES = "sum without (bucket) (rate(sparki_s3_probes_total[5m]))"
 _S3_REQS = "sum without (operation) (rate(sparki_s3_requests_total[15m]))"
 
-RECORDINGS: tuple[Recording, ...] = (
+_LEGACY_RECORDINGS: tuple[Recording, ...] = (
     # PostgreSQL
-    *_quantiles(
+    *quantiles(
         "postgres", "target_datname", "sparki_postgres_statement_duration_seconds", "5m", ""
     ),
     # Statements observed per second: the latency alert's minimum traffic.
@@ -117,9 +114,7 @@ RECORDINGS: tuple[Recording, ...] = (
     # away; memory stays per node, since each node has its own maxmemory, but without
     # role, so a failover does not end one series and start another (which would
     # resolve a firing alert and restart its `for`).
-    *_quantiles(
-        "redis", "target", "sparki_redis_command_duration_seconds", "5m", "cmd, node, role"
-    ),
+    *quantiles("redis", "target", "sparki_redis_command_duration_seconds", "5m", "cmd, node, role"),
     Recording(
         "redis",
         REDIS_CMD_OBS_RATE,
@@ -147,7 +142,7 @@ RECORDINGS: tuple[Recording, ...] = (
         "sum without (node, role) (rate(sparki_redis_commands_processed_total[5m]))",
     ),
     # S3
-    *_quantiles("s3", "target_operation", "sparki_s3_probe_duration_seconds", "5m", "bucket"),
+    *quantiles("s3", "target_operation", "sparki_s3_probe_duration_seconds", "5m", "bucket"),
     Recording("s3", S3_CANARY_RATE, _S3_PROBES),
     Recording(
         "s3",
@@ -175,37 +170,7 @@ RECORDINGS: tuple[Recording, ...] = (
 # --- alerting signals -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """One alerting signal. Texts may use ``[value]``, ``[threshold]`` and ``[for]``."""
-
-    key: str  # its key in thresholds.yaml
-    adapter: str
-    alert: str
-    title: str
-    value: str  # PromQL whose result is compared with the threshold
-    direction: Direction
-    unit: Unit
-    window_minutes: int  # the rate() window behind the value; 0 for plain gauges
-    labels: tuple[str, ...]  # the labels that tell one alert instance from another
-    summary: str
-    description: str
-    guard: str | None = None  # PromQL of the volume a ratio or percentile is computed from
-    guard_match: str = ""  # vector matching from the value to the guard
-    # A user-facing symptom (latency, errors, saturation, down, replication stopped) may
-    # page; a cause (hit ratios, evictions) only notifies chat: the generator refuses a
-    # critical level for it.
-    symptom: bool = True
-    # The value is proportional to one counter's rate (not a ratio of two), so it ramps
-    # up while the rate window fills, as a per_second signal does (promtests' onset).
-    counter_rate: bool = False
-
-    @property
-    def op(self) -> str:
-        return ">" if self.direction == "above" else "<"
-
-
-SIGNALS: tuple[Signal, ...] = (
+_LEGACY_SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="target_down",
         adapter="common",
@@ -626,14 +591,25 @@ SIGNALS: tuple[Signal, ...] = (
     ),
 )
 
+# The common signals and recordings live here; each adapter's live in its package's
+# catalog. (Blocks of an adapter still listed here are being moved to its package.)
+RECORDINGS: tuple[Recording, ...] = (
+    *_LEGACY_RECORDINGS,
+    *(r for c in CATALOGS.values() for r in c.RECORDINGS),
+)
+SIGNALS: tuple[Signal, ...] = (*_LEGACY_SIGNALS, *(s for c in CATALOGS.values() for s in c.SIGNALS))
 SIGNALS_BY_KEY = {s.key: s for s in SIGNALS}
 
 # Signals that compare a histogram's percentile with their thresholds: those thresholds
 # must be bucket edges of the histogram (exporter/alert_edges.py, generated).
-HISTOGRAM_SIGNALS = {
+_LEGACY_HISTOGRAM_SIGNALS = {
     "postgres_statement_latency": "sparki_postgres_statement_duration_seconds",
     "redis_command_latency": "sparki_redis_command_duration_seconds",
     "s3_canary_latency": "sparki_s3_probe_duration_seconds",
+}
+HISTOGRAM_SIGNALS = {
+    **_LEGACY_HISTOGRAM_SIGNALS,
+    **{k: m for c in CATALOGS.values() for k, m in c.HISTOGRAM_SIGNALS.items()},
 }
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import (
+    ADAPTERS,
+    CATALOGS,
     PG_LATENCY,
     SIGNALS,
     SIGNALS_BY_KEY,
@@ -600,6 +602,12 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
             labels,
             volume=100.0,
         )
+    catalog = CATALOGS.get(signal.adapter)
+    if catalog is not None and hasattr(catalog, "synth"):
+        # An adapter's own signals: its catalog's synth(signal, st) builds their input
+        # series with this module's helpers (gauge, counter, const, Histogram, Synth).
+        synth: Synth = catalog.synth(signal, st)
+        return synth
     raise KeyError(f"no test input synthesizer for signal {key}")
 
 
@@ -1142,12 +1150,16 @@ def test_file(path: str) -> str:
 def render(thresholds: Thresholds) -> dict[str, str]:
     """One promtool test file per adapter, by path relative to the repository root."""
     files: dict[str, str] = {}
-    for adapter in ("common", "postgres", "redis", "s3"):
+    for adapter in ADAPTERS:
         groups = []
         for signal in SIGNALS:
             if signal.adapter == adapter:
                 groups += SuiteBuilder(thresholds, signal).groups()
         groups += scenarios(thresholds, adapter)
+        catalog = CATALOGS.get(adapter)
+        if catalog is not None and hasattr(catalog, "scenarios"):
+            # Incidents particular to the adapter, written in its catalog.
+            groups += catalog.scenarios(thresholds)
         doc = {
             "rule_files": [f"../../{RECORDING_FILE}", f"../../{ALERTS_FILE}"],
             "evaluation_interval": "1m",

@@ -28,11 +28,11 @@ from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr, field_validator
 
-from ..adapter import AdapterSpec, PollError, Reason
-from ..bucket_edges import require_edges
-from ..config import Duration, GlobalConfig, TargetConfig, at_most
-from ..logs import kv
-from ..metrics import (
+from ...adapter import PollError, Reason
+from ...bucket_edges import require_edges
+from ...config import Duration, GlobalConfig, TargetConfig, at_most
+from ...logs import kv
+from ...metrics import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramSnapshot,
@@ -40,11 +40,12 @@ from ..metrics import (
     Metric,
     histogram_family,
 )
-from ._pg_estimator import interval_moments, spread
-from ._pg_replication import OWN_SQL as REPLICATION_SQL
-from ._pg_replication import ReplicationHealth, ReplicationWatch, standby_lag_seconds
-from ._pg_replication import families as replication_families
-from ._pgerrors import check_dsn_options, classify
+from .catalog import COLLECTORS
+from .errors import check_dsn_options
+from .estimator import interval_moments, spread
+from .replication import OWN_SQL as REPLICATION_SQL
+from .replication import ReplicationHealth, ReplicationWatch, standby_lag_seconds
+from .replication import families as replication_families
 
 log = logging.getLogger("sparki.postgres")
 
@@ -100,6 +101,7 @@ class PostgresConfig(TargetConfig):
     """One PostgreSQL server. ``dsn`` is a libpq URL or key=value string."""
 
     secret_fields = ("password",)
+    known_collectors = tuple(c.name for c in COLLECTORS)
 
     dsn: str = "postgresql:///postgres"
     password: SecretStr | None = None
@@ -995,14 +997,3 @@ def families(snap: PostgresSnapshot) -> list[Metric]:
     )
     out.append(server)
     return out
-
-
-ADAPTER = AdapterSpec(
-    name="postgres",
-    config=PostgresConfig,
-    target=PostgresTarget,
-    families=families,
-    classify=classify,
-    from_env=from_env,
-    description="PostgreSQL: pg_stat_statements latency, connections, transactions, replication",
-)

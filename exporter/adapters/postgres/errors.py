@@ -25,7 +25,7 @@ from typing import Any
 
 import psycopg
 
-from ..adapter import PollError, Reason
+from ...adapter import PollError, Reason
 
 _BY_SQLSTATE = {
     "57014": Reason.TIMEOUT,  # query_canceled (statement_timeout)

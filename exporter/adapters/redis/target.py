@@ -48,10 +48,10 @@ from redis.asyncio.connection import (
     UnixDomainSocketConnection,
 )
 
-from ..adapter import AdapterSpec, PollError, Reason
-from ..config import Duration, GlobalConfig, TargetConfig
-from ..logs import kv
-from ..metrics import (
+from ...adapter import PollError, Reason
+from ...config import Duration, GlobalConfig, TargetConfig
+from ...logs import kv
+from ...metrics import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramSnapshot,
@@ -59,6 +59,7 @@ from ..metrics import (
     Metric,
     histogram_family,
 )
+from .catalog import COLLECTORS
 
 log = logging.getLogger("sparki.redis")
 
@@ -173,6 +174,7 @@ class RedisConfig(TargetConfig):
     """One Redis or Valkey server, or one Redis Cluster (``cluster: true``)."""
 
     secret_fields = ("password",)
+    known_collectors = tuple(c.name for c in COLLECTORS)
 
     url: str = Field(
         "redis://localhost:6379",
@@ -1267,14 +1269,3 @@ def classify(exc: BaseException) -> PollError:
     if isinstance(exc, rexc.ResponseError | rexc.InvalidResponse | rexc.DataError):
         return PollError(Reason.PROTOCOL, _first_line(exc))
     return PollError(Reason.OTHER, type(exc).__name__)
-
-
-ADAPTER = AdapterSpec(
-    name="redis",
-    config=RedisConfig,
-    target=RedisTarget,
-    families=families,
-    classify=classify,
-    from_env=from_env,
-    description="Redis and Valkey: LATENCY HISTOGRAM latency, memory, keyspace, clients, cluster",
-)

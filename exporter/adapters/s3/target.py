@@ -61,10 +61,10 @@ from urllib.parse import urlsplit
 import aiohttp
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from ..adapter import AdapterSpec, PollError, Reason
-from ..config import Duration, GlobalConfig, Strict, TargetConfig
-from ..logs import kv
-from ..metrics import (
+from ...adapter import PollError, Reason
+from ...config import Duration, GlobalConfig, Strict, TargetConfig
+from ...logs import kv
+from ...metrics import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramSnapshot,
@@ -72,7 +72,8 @@ from ..metrics import (
     Metric,
     histogram_family,
 )
-from ._minio import CounterTracker, ExpositionError, bucket_reading, parse_exposition
+from .catalog import COLLECTORS
+from .minio import CounterTracker, ExpositionError, bucket_reading, parse_exposition
 
 # boto3 and botocore ship no type information; they are used as Any on purpose.
 _boto3: Any = importlib.import_module("boto3")
@@ -450,6 +451,7 @@ class S3Config(TargetConfig):
     """One S3 bucket (AWS or any S3-compatible service such as MinIO)."""
 
     secret_fields = ("access_key_id", "secret_access_key", "session_token")
+    known_collectors = tuple(c.name for c in COLLECTORS)
 
     bucket: str
     endpoint_url: str | None = Field(None, description="unset for AWS; e.g. http://minio:9000")
@@ -1853,14 +1855,3 @@ def families(snap: S3Snapshot) -> list[Metric]:
 
 def _target(config: Any, global_config: GlobalConfig) -> S3Target:
     return S3Target(config, global_config)
-
-
-ADAPTER = AdapterSpec(
-    name="s3",
-    config=S3Config,
-    target=_target,
-    families=families,
-    classify=classify,
-    from_env=from_env,
-    description="S3 and MinIO: canary probes, request metrics, bucket size and cost",
-)

@@ -1,0 +1,7 @@
+"""The Redis adapter: Redis and Valkey: LATENCY HISTOGRAM, INFO, cluster nodes.
+
+A package: ``config``/``target`` (connection and poll), one module per collector,
+``catalog`` (collectors, signals, recordings, panels, promtool cases; imports no driver)
+and ``spec`` (the :class:`exporter.adapter.AdapterSpec` the core loads). This file
+imports nothing, so reading the catalog never loads the driver.
+"""
