@@ -1,0 +1,21 @@
+"""What a Redis collector gets for one node in one poll.
+
+The target opens the node's connection, reads INFO once (every collector that needs an
+INFO field reads it from here rather than asking again) and hands each enabled
+collector a :class:`NodeContext`. ``call`` sends one command on the node's connection
+and returns its reply; the poll deadline bounds it, as it bounds the whole poll.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class NodeContext:
+    node: str  # the node's label value (its cluster id, short; "" for a single server)
+    role: str | None  # "master" or "replica" (INFO's role, normalised), None if unknown
+    info: Mapping[str, str]  # this poll's INFO (default sections), parsed
+    call: Callable[..., Awaitable[Any]]  # await ctx.call("XINFO", "GROUPS", key)
