@@ -101,6 +101,7 @@ class Exporter:
             max_workers=1, thread_name_prefix="sparki-reload"
         )
         self.port: int | None = None
+        self._process_task: asyncio.Task[None] | None = None
 
     def _split(
         self, config: RootConfig
@@ -182,6 +183,7 @@ class Exporter:
             bound.append(f"{shown}:{actual}")
         for runner in self.runners:
             runner.start()
+        self._process_task = asyncio.create_task(self.web.process.run())
         log.info(
             "listening",
             extra=kv(
@@ -278,6 +280,8 @@ class Exporter:
     async def stop(self) -> None:
         """Stop polling, close every pool and the HTTP server, each under a deadline."""
         await asyncio.gather(*(r.stop() for r in self.runners), return_exceptions=True)
+        if self._process_task is not None:
+            self._process_task.cancel()
         for server in self._servers:
             server.close()
         if self._runner is not None:

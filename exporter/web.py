@@ -28,6 +28,7 @@ from .probe import NotThisShard, Prober, ProbeRateLimited, ProbeRequestError
 from .probe import deadline as probe_deadline
 from .probe import render as render_probe
 from .probe import select as select_target
+from .process import ProcessMetrics
 from .webconfig import AuthBusy, BasicAuth
 
 log = logging.getLogger("sparki.web")
@@ -61,6 +62,8 @@ class WebState:
         # [(adapter, shard)]), so /probe can say where to go; and this shard's info.
         self.elsewhere: dict[str, list[tuple[str, int]]] = {}
         self.extra_families: list[Metric] = []
+        # process_* and python_* of the exporter, rendered in the background (process.py).
+        self.process = ProcessMetrics()
 
     def set_runners(self, runners: Sequence[TargetRunner]) -> None:
         self.runners = list(runners)
@@ -212,7 +215,10 @@ def make_app(
     async def metrics(request: web.Request) -> web.Response:
         def own(openmetrics: bool) -> bytes:
             return merge_exposition(
-                [render_families([*state.reload_families(), *state.extra_families])],
+                [
+                    render_families([*state.reload_families(), *state.extra_families]),
+                    state.process.rendered,
+                ],
                 openmetrics,
                 eof=False,
             )
