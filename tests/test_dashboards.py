@@ -236,3 +236,48 @@ async def test_dashboard_metric_names_are_in_a_real_scrape(
     recorded = {r["record"] for r in recording_rules()}
     missing = used - names - recorded - NOT_IN_A_PLAIN_SCRAPE
     assert not missing, f"dashboards read names nobody produces: {sorted(missing)}"
+
+
+ENV = ('job=~"$job"', 'instance=~"$instance"', 'cluster=~"$cluster"')
+
+
+def test_every_selector_honours_job_instance_and_cluster() -> None:
+    """One Grafana over several environments: every panel query and the target list
+    are narrowed by the job, instance and cluster variables (issue 15)."""
+    for name, board in dashboards().items():
+        variables = [v["name"] for v in board["templating"]["list"]]
+        assert variables[:4] == ["datasource", "job", "instance", "cluster"], name
+        own = [v["query"] for v in board["templating"]["list"][4:] if v["type"] == "query"]
+        selectors = [re.sub(r"^label_values\((.+), *\w+\)$", r"\1", q) for q in own]
+        assert selectors, name
+        for expr in [*expressions(board), *selectors]:
+            for metric in promql.metric_names(expr):
+                for m in re.finditer(rf"(?<![\w:]){re.escape(metric)}(?![\w:])", expr):
+                    rest = expr[m.end() :]
+                    if rest.lstrip().startswith("("):
+                        continue  # a function
+                    braces = re.match(r"\{([^}]*)\}", rest)
+                    assert braces, (name, expr, metric)
+                    for matcher in ENV:
+                        assert matcher in braces.group(1), (name, expr, metric)
+
+
+def test_matchers_are_added_where_a_selector_is_and_nowhere_else() -> None:
+    m = 'job=~"$job"'
+    cases = {
+        'sum by (le, cmd) (rate(x_bucket{a="b"}[$__rate_interval]))': (
+            'sum by (le, cmd) (rate(x_bucket{a="b",job=~"$job"}[$__rate_interval]))'
+        ),
+        "sum without (node) (a_total) / ignoring (class) b": (
+            'sum without (node) (a_total{job=~"$job"}) / ignoring (class) b{job=~"$job"}'
+        ),
+        'label_replace(x, "a", "$1", "b", "(.*)") > bool 1e3': (
+            'label_replace(x{job=~"$job"}, "a", "$1", "b", "(.*)") > bool 1e3'
+        ),
+        "(time() - ts) / (iv > 0) or vector(0)": (
+            '(time() - ts{job=~"$job"}) / (iv{job=~"$job"} > 0) or vector(0)'
+        ),
+        "x offset 5m": 'x{job=~"$job"} offset 5m',
+    }
+    for expr, want in cases.items():
+        assert promql.with_matchers(expr, m) == want

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
 
 from . import catalog as c
+from .promql import with_matchers
 from .thresholds import Thresholds
 
 DATASOURCE = dm.DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -84,9 +86,10 @@ class Board:
         self.items.append(("row", db.Row(title).id(self._id())))
 
     def _targets(self, queries: Sequence[Query]) -> list[Any]:
+        env = env_matchers(self.thresholds)
         return [
             prometheus.Dataquery()
-            .expr(q.expr)
+            .expr(with_matchers(q.expr, env))
             .legend_format(q.legend)
             .ref_id(chr(ord("A") + i))
             .datasource(DATASOURCE)
@@ -204,11 +207,16 @@ class Board:
                 .keep_time(True)
             )
         )
-        for variable in self.variables:
+        # The data source first, then where the data comes from (job, instance, the
+        # cluster labels of thresholds.yaml), then the board's own (target, ...): every
+        # query is narrowed by all of them (_targets, _narrow_variables).
+        variables = [*self.variables[:1], *env_variables(self.thresholds), *self.variables[1:]]
+        for variable in variables:
             board = board.with_variable(variable)
         for kind, item in self.items:
             board = board.with_row(item) if kind == "row" else board.with_panel(item)
         data: dict[str, Any] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+        _narrow_variables(data, self.thresholds)
         return data
 
 
@@ -231,6 +239,57 @@ def query_variable(name: str, label: str, query: str) -> Any:
         .refresh(dm.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(dm.VariableSort.ALPHABETICAL_ASC)
     )
+
+
+ENV_SOURCE = "sparki_exporter_build_info"
+
+
+def env_labels(thresholds: Thresholds) -> list[str]:
+    """The labels that say which exporter a series came from: job, instance, cluster."""
+    return ["job", "instance", *thresholds.cluster_labels]
+
+
+def env_matchers(thresholds: Thresholds) -> str:
+    return ",".join(f'{name}=~"${name}"' for name in env_labels(thresholds))
+
+
+def env_variables(thresholds: Thresholds) -> list[Any]:
+    """job, instance and one variable per cluster label, each narrowed by the ones before
+    (instance by job, ...): a Grafana with several environments shows one at a time."""
+    out = []
+    before: list[str] = []
+    for name in env_labels(thresholds):
+        selector = ",".join(f'{b}=~"${b}"' for b in before)
+        source = f"{ENV_SOURCE}{{{selector}}}" if selector else ENV_SOURCE
+        query = f"label_values({source}, {name})"
+        title = {"job": "Job", "instance": "Instance"}.get(name, name.replace("_", " ").title())
+        out.append(query_variable(name, title, query))
+        before.append(name)
+    return out
+
+
+_LABEL_VALUES = re.compile(r"^label_values\((.*),\s*([A-Za-z_][A-Za-z0-9_]*)\)$")
+
+
+def _narrow_variables(data: dict[str, Any], thresholds: Thresholds) -> None:
+    """The board's own query variables (target, ...) list only the chosen environment's."""
+    env = set(env_labels(thresholds))
+    matchers = env_matchers(thresholds)
+    for variable in data.get("templating", {}).get("list", []):
+        if variable.get("type") != "query" or variable.get("name") in env:
+            continue
+        query = variable.get("query")
+        text = query.get("query") if isinstance(query, dict) else query
+        match = _LABEL_VALUES.match(text or "")
+        if not match:
+            continue
+        narrowed = f"label_values({with_matchers(match.group(1), matchers)}, {match.group(2)})"
+        if isinstance(query, dict):
+            query["query"] = narrowed
+        else:
+            variable["query"] = narrowed
+        if variable.get("definition") == text:
+            variable["definition"] = narrowed
 
 
 def target_variable(adapter: str | None) -> Any:
