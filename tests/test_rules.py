@@ -541,6 +541,22 @@ def test_runbooks_are_written_for_every_alert() -> None:
             assert part in section, f"{signal.alert}: {part} missing"
 
 
+def test_an_adapters_runbooks_live_in_its_package() -> None:
+    """Adding an adapter's alert touches its package (and thresholds.yaml), not docs/."""
+    from exporter.generate import runbooks
+
+    text = (ROOT / generate.RUNBOOKS_FILE).read_text()
+    hand_written = text.partition(runbooks.ADAPTERS_BEGIN)[0]
+    for signal in catalog.SIGNALS:
+        heading = f"### {signal.alert}\n"
+        if signal.adapter == "common":
+            assert heading in hand_written, signal.alert
+            continue
+        assert heading not in hand_written, signal.alert
+        book = ROOT / "exporter" / "adapters" / signal.adapter / "runbooks.md"
+        assert heading in book.read_text(), (signal.alert, book)
+
+
 def test_recording_rules_are_the_ones_the_issue_lists() -> None:
     records = {r["record"]: r["expr"] for r in recording_rules()}
     expected = {

@@ -93,6 +93,14 @@ def unwritten_runbooks(text: str) -> list[str]:
     return out
 
 
+def where(alert: str) -> str:
+    """Where an alert's runbook section is written by hand."""
+    signal = next((s for s in SIGNALS if s.alert == alert), None)
+    if signal is None or signal.adapter == "common":
+        return f"write it in {RUNBOOKS_FILE}"
+    return f"write it in exporter/adapters/{signal.adapter}/runbooks.md"
+
+
 def stale_files(root: Path, files: dict[str, str]) -> list[str]:
     out = []
     for folder, pattern in OWNED:
@@ -151,7 +159,7 @@ def main(argv: Sequence[str]) -> int:
         for rel in stale:
             print(f"not generated (stale): {rel}")
         for alert in no_runbook:
-            print(f"runbook not written: {RUNBOOKS_FILE}#{anchor(alert)} ({alert})")
+            print(f"runbook not written: {RUNBOOKS_FILE}#{anchor(alert)} ({alert}); {where(alert)}")
         if differ or stale or no_runbook:
             print("run `sparki-exporter generate` and commit the result", file=sys.stderr)
             return 1

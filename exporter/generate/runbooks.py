@@ -1,18 +1,33 @@
-"""Keep docs/runbooks.md in step with thresholds.yaml.
+"""Keep docs/runbooks.md in step with thresholds.yaml and the adapters' runbooks.
 
-The runbook prose is written by hand. The generator owns two things in it: the
-thresholds table between the BEGIN/END GENERATED markers, and a skeleton section for
-any alert that has none yet (so every runbook_url has an anchor to land on; the tests
-reject a skeleton's TODOs, so someone has to write it).
+The runbook prose is written by hand: the exporter's own alerts in docs/runbooks.md,
+each adapter's in its package (``exporter/adapters/<name>/runbooks.md``, beside the
+catalog that defines its alerts, so a new adapter or collector brings its runbooks
+with it). The generator owns three things in docs/runbooks.md: the thresholds table
+between the BEGIN/END GENERATED markers, the adapters' sections after ADAPTERS_BEGIN
+(copied from their packages), and a skeleton section for any alert that has none yet
+(so every runbook_url has an anchor to land on; the tests reject a skeleton's TODOs,
+so someone has to write it, in the package file for an adapter's alert).
 """
 
 from __future__ import annotations
 
-from .catalog import ADAPTER_TITLES, SIGNALS, Signal, human_threshold, number, resolve
+from importlib import resources
+
+from .catalog import ADAPTER_TITLES, CATALOGS, SIGNALS, Signal, human_threshold, number, resolve
 from .thresholds import Level, Thresholds
 
 BEGIN = "<!-- BEGIN GENERATED thresholds (sparki-exporter generate; edit rules/thresholds.yaml) -->"
 END = "<!-- END GENERATED thresholds -->"
+ADAPTERS_BEGIN = (
+    "<!-- BEGIN GENERATED adapter runbooks (edit exporter/adapters/<name>/runbooks.md) -->"
+)
+
+
+def adapter_runbooks(name: str) -> str:
+    """An adapter package's runbooks.md (its ``## Title`` and ``### Alert`` sections)."""
+    path = resources.files(f"exporter.adapters.{name}") / "runbooks.md"
+    return path.read_text(encoding="utf-8") if path.is_file() else f"## {ADAPTER_TITLES[name]}\n"
 
 
 def _cell(signal: Signal, level: Level | None, job: str) -> str:
@@ -69,11 +84,17 @@ def render(thresholds: Thresholds, current: str | None) -> str:
         current = current.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
     head, _, rest = current.partition(BEGIN)
     _, _, tail = rest.partition(END)
-    text = head + table(thresholds) + tail
-    headings = {line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")}
-    missing = [s for s in SIGNALS if s.alert not in headings]
-    if missing:
-        text = text.rstrip("\n") + "\n"
-        for signal in missing:
-            text += f"\n<!-- {ADAPTER_TITLES[signal.adapter]} -->\n" + skeleton(signal)
+    common = (head + table(thresholds) + tail).partition(ADAPTERS_BEGIN)[0].rstrip("\n")
+    text = common + "\n"
+    text += _skeletons(common, "common")
+    text += f"\n{ADAPTERS_BEGIN}\n"
+    for name in CATALOGS:
+        book = adapter_runbooks(name).rstrip("\n") + "\n"
+        text += "\n" + book + _skeletons(book, name)
     return text
+
+
+def _skeletons(text: str, adapter: str) -> str:
+    headings = {line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#")}
+    missing = [s for s in SIGNALS if s.adapter == adapter and s.alert not in headings]
+    return "".join(f"\n<!-- {ADAPTER_TITLES[s.adapter]} -->\n" + skeleton(s) for s in missing)
