@@ -552,7 +552,7 @@ def test_statements_sql_per_version(version: int, col: str) -> None:
 
 
 def test_classify_reasons() -> None:
-    from exporter.adapters.postgres.target import classify
+    from exporter.adapters.postgres.errors import classify
 
     assert classify(psycopg.OperationalError("connection refused")).reason == "connect"
     assert (
