@@ -18,7 +18,30 @@ if TYPE_CHECKING:
 
 TITLE = "S3"
 
-COLLECTORS: tuple[CollectorSpec, ...] = ()
+# In the order a target runs and exports them. Cheap ones are on; the inventory lists
+# the whole bucket (one request per 1,000 objects) and MinIO's metrics need a token.
+COLLECTORS: tuple[CollectorSpec, ...] = (
+    CollectorSpec(
+        "canary",
+        "PUT/GET/HEAD/DELETE of a small object every poll; the liveness check (sparki_up)",
+    ),
+    CollectorSpec(
+        "cloudwatch",
+        "CloudWatch request and storage metrics (AWS: on unless the target has an endpoint_url)",
+    ),
+    CollectorSpec("minio", "MinIO's own bucket metrics (needs its metrics token)", False),
+    CollectorSpec(
+        "inventory",
+        "bytes and objects per storage class by listing the bucket, in the background",
+        False,
+    ),
+    CollectorSpec(
+        "multipart",
+        "incomplete multipart uploads: count, age of the oldest, bytes (ListParts, capped)",
+    ),
+    CollectorSpec("lifecycle", "whether an enabled lifecycle rule covers each configured prefix"),
+    CollectorSpec("cost", "monthly storage cost from sizes and the price table"),
+)
 
 # --- recording rules --------------------------------------------------------------------
 
