@@ -140,6 +140,48 @@ SIGNALS: tuple[Signal, ...] = (
         guard=S3_REQ_RATE,
         guard_match="ignoring (class) ",
     ),
+    Signal(
+        key="s3_multipart_abandoned",
+        adapter="s3",
+        alert="SparkiS3MultipartUploadAbandoned",
+        title="Oldest incomplete multipart upload",
+        value="sparki_s3_multipart_oldest_upload_age_seconds",
+        direction="above",
+        unit="seconds",
+        window_minutes=0,
+        labels=("target", "bucket"),
+        summary=(
+            "S3 bucket {{ $labels.bucket }} on {{ $labels.target }} has an incomplete"
+            " multipart upload older than [threshold]"
+        ),
+        description=(
+            "The oldest incomplete multipart upload in bucket {{ $labels.bucket }} on"
+            " {{ $labels.target }} was started [value] ago (threshold [threshold] for"
+            " [for]): abandoned, and its parts are billed until it is aborted."
+        ),
+        symptom=False,
+    ),
+    Signal(
+        key="s3_lifecycle_rule_missing",
+        adapter="s3",
+        alert="SparkiS3LifecycleRuleMissing",
+        title="Lifecycle rule present per prefix",
+        value="sparki_s3_lifecycle_rule_present",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("target", "bucket", "prefix"),
+        summary=(
+            "No enabled lifecycle rule covers {{ $labels.prefix }} in S3 bucket"
+            " {{ $labels.bucket }} on {{ $labels.target }}"
+        ),
+        description=(
+            "sparki_s3_lifecycle_rule_present is [value] for prefix {{ $labels.prefix }} of"
+            " bucket {{ $labels.bucket }} on {{ $labels.target }} for [for]: nothing expires"
+            " or archives what is stored there."
+        ),
+        symptom=False,
+    ),
 )
 
 # Signals whose thresholds must be bucket edges of a histogram: signal key -> metric.
@@ -260,6 +302,56 @@ def dashboard(thresholds: Thresholds) -> dict[str, Any]:
         [Query(f"{S3_COST}{T}", "{{target}}")],
         width=12,
     )
+    b.row("Storage hygiene (multipart uploads, lifecycle rules)")
+    b.graph(
+        "Oldest incomplete multipart upload",
+        "s",
+        "Age of the oldest upload started and never completed nor aborted; its parts are billed.",
+        [
+            Query(
+                f"sparki_s3_multipart_oldest_upload_age_seconds{T}",
+                "{{target}} {{bucket}}",
+            )
+        ],
+        signal="s3_multipart_abandoned",
+    )
+    b.graph(
+        "Incomplete multipart uploads",
+        "short",
+        "Uploads started and never completed nor aborted.",
+        [Query(f"sparki_s3_multipart_uploads{T}", "{{target}} {{bucket}}")],
+    )
+    b.graph(
+        "Bytes in incomplete multipart uploads",
+        "bytes",
+        "Their parts' bytes (absent when there are more uploads than multipart.parts_uploads).",
+        [Query(f"sparki_s3_multipart_upload_bytes{T}", "{{target}} {{bucket}}")],
+    )
+    b.graph(
+        "Lifecycle rule per prefix",
+        "short",
+        "1 when an enabled rule expires or transitions everything under the prefix.",
+        [
+            Query(
+                f"sparki_s3_lifecycle_rule_present{T}",
+                "{{target}} {{bucket}} {{prefix}}",
+            )
+        ],
+        signal="s3_lifecycle_rule_missing",
+        maximum=1,
+    )
+    b.graph(
+        "Objects by storage class",
+        "short",
+        "Objects per storage class, from the inventory listing (Glacier: archived logs).",
+        [
+            Query(
+                f"sparki_s3_storage_class_objects{T}",
+                "{{target}} {{bucket}} {{storage_class}}",
+            )
+        ],
+        stack=True,
+    )
     return b.build()
 
 
@@ -267,6 +359,7 @@ def synth(signal: Signal, st: SignalThresholds) -> Synth:
     """Input series for the promtool cases of the S3 signals."""
     from ...generate.promtests import Synth
     from ...generate.promtests import _counter as counter_series
+    from ...generate.promtests import _gauge as gauge_series
     from ...generate.promtests import _Histogram as Histogram
     from ...generate.promtests import _ratio_counters as ratio_counters
 
@@ -329,4 +422,12 @@ def synth(signal: Signal, st: SignalThresholds) -> Synth:
             labels,
             volume=100.0,
         )
+    if key == "s3_multipart_abandoned":
+        labels = {"target": "aws", "bucket": "artifacts"}
+        return Synth(
+            (gauge_series("sparki_s3_multipart_oldest_upload_age_seconds", labels),), labels
+        )
+    if key == "s3_lifecycle_rule_missing":
+        labels = {"target": "aws", "bucket": "artifacts", "prefix": "logs/"}
+        return Synth((gauge_series("sparki_s3_lifecycle_rule_present", labels),), labels)
     raise KeyError(f"no test input synthesizer for signal {key}")
