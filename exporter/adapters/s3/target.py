@@ -108,8 +108,6 @@ for _name in ("botocore", "boto3", "s3transfer", "urllib3"):
 
 # Sources of request metrics: with the canary off, the poll fails when all of them fail.
 REQUEST_SOURCES = ("cloudwatch", "minio")
-TRAFFIC_COLLECTORS = frozenset(REQUEST_SOURCES)
-STORAGE_COLLECTORS = frozenset({"cloudwatch", "minio", "inventory"})
 
 
 def collector_module(name: str) -> Any:
@@ -299,17 +297,13 @@ class S3Target:
 
     def _snapshot(self, runs: tuple[CollectorRun, ...] = ()) -> S3Snapshot:
         ctx = self.ctx
-        names = set(self.collectors)
         capabilities = [cap for c in self.collectors.values() for cap in c.capabilities()]
         sources = [c.SOURCE for c in self.collectors.values() if c.SOURCE is not None]
         return S3Snapshot(
             target=self.config.name,
             bucket=self.config.bucket,
             parts=tuple((name, c.part()) for name, c in self.collectors.items()),
-            usage=ctx.usage.part(
-                traffic=bool(names & TRAFFIC_COLLECTORS),
-                storage=bool(names & STORAGE_COLLECTORS),
-            ),
+            usage=ctx.usage.part(),
             capabilities=tuple(capabilities),
             source_errors=tuple(
                 (source, reason, ctx.source_errors[(source, reason)])
@@ -326,10 +320,10 @@ class S3Target:
 def families(snap: S3Snapshot) -> list[Metric]:
     t = snap.target
     out: list[Metric] = []
-    if snap.usage.traffic:
-        out += traffic_families(t, snap.usage)
-    if snap.usage.storage:
-        out += storage_families(t, snap.usage)
+    # Shared by several collectors, and always declared (empty when none feeds them),
+    # as before collectors existed: rules that read them find the names in a scrape.
+    out += traffic_families(t, snap.usage)
+    out += storage_families(t, snap.usage)
     for name, part in snap.parts:
         out += collector_module(name).families(t, snap.bucket, part)
     if snap.source_errors:

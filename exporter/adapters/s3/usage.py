@@ -39,10 +39,8 @@ class Usage:
         for direction in DIRECTIONS:
             self.transferred.setdefault((bucket, direction), 0.0)
 
-    def part(self, traffic: bool, storage: bool) -> UsagePart:
+    def part(self) -> UsagePart:
         return UsagePart(
-            traffic=traffic,
-            storage=storage,
             requests=tuple((b, op, v) for (b, op), v in sorted(self.requests.items())),
             request_errors=tuple((b, c, v) for (b, c), v in sorted(self.request_errors.items())),
             transferred=tuple((b, d, v) for (b, d), v in sorted(self.transferred.items())),
@@ -54,8 +52,6 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class UsagePart:
-    traffic: bool  # a collector counting requests is enabled
-    storage: bool  # a collector reporting sizes is enabled
     requests: tuple[tuple[str, str, float], ...]  # bucket, operation, total
     request_errors: tuple[tuple[str, str, float], ...]  # bucket, class, total
     transferred: tuple[tuple[str, str, float], ...]  # bucket, direction, bytes
