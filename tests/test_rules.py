@@ -603,7 +603,13 @@ async def real_scrape_names(
                 {"name": "pg-standby", "dsn": standby.dsn()},
             ],
             "redis": [redis_server.target("cache")],
-            "s3": [s3_server.target("store")],
+            # CloudWatch (moto's) on, since the S3 board reads its latency gauge.
+            "s3": [
+                s3_server.target(
+                    "store",
+                    cloudwatch={"enabled": True, "endpoint_url": s3_server.endpoint_url},
+                )
+            ],
         }
     )
     targets = (("postgres", "pg"), ("postgres", "pg-standby"), ("redis", "cache"), ("s3", "store"))

@@ -100,14 +100,11 @@ def storage_families(t: str, part: UsagePart) -> list[Metric]:
     )
     for bucket, value in part.objects:
         objects.add_metric([t, bucket], value)
-    out: list[Metric] = [size, objects]
-    if part.class_objects:
-        by_class = GaugeMetricFamily(
-            "sparki_s3_storage_class_objects",
-            "Objects stored in the bucket by storage class (from the inventory listing)",
-            labels=["target", "bucket", "storage_class"],
-        )
-        for bucket, storage_class, value in part.class_objects:
-            by_class.add_metric([t, bucket, storage_class], value)
-        out.append(by_class)
-    return out
+    by_class = GaugeMetricFamily(
+        "sparki_s3_storage_class_objects",
+        "Objects stored in the bucket by storage class (from the inventory listing)",
+        labels=["target", "bucket", "storage_class"],
+    )
+    for bucket, storage_class, value in part.class_objects:
+        by_class.add_metric([t, bucket, storage_class], value)
+    return [size, objects, by_class]
