@@ -46,9 +46,10 @@ def s3_private_server() -> Iterator[MotoServer]:
 class AuthMotoServer(MotoServer):
     """moto in a subprocess with IAM authentication on; ``access_key`` is a real IAM key."""
 
-    def __init__(self) -> None:
+    def __init__(self, deny: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.deny = deny  # IAM actions the key is refused (AccessDenied), e.g. one collector's
 
     def start(self) -> AuthMotoServer:
         try:
@@ -86,7 +87,12 @@ class AuthMotoServer(MotoServer):
                 {
                     "Version": "2012-10-17",
                     "Statement": [
-                        {"Effect": "Allow", "Action": ["s3:*", "cloudwatch:*"], "Resource": "*"}
+                        {"Effect": "Allow", "Action": ["s3:*", "cloudwatch:*"], "Resource": "*"},
+                        *(
+                            [{"Effect": "Deny", "Action": list(self.deny), "Resource": "*"}]
+                            if self.deny
+                            else []
+                        ),
                     ],
                 }
             ),
@@ -119,5 +125,16 @@ class AuthMotoServer(MotoServer):
 def s3_auth_server() -> Iterator[AuthMotoServer]:
     """moto with IAM auth: ``.access_key``/``.secret_key`` work, anything else is rejected."""
     server = AuthMotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_refusing_server() -> Iterator[AuthMotoServer]:
+    """moto with IAM auth whose key may do everything but read lifecycle rules and list
+    multipart uploads: what a least-privilege key without those two grants meets."""
+    server = AuthMotoServer(
+        deny=("s3:GetLifecycleConfiguration", "s3:ListBucketMultipartUploads")
+    ).start()
     yield server
     server.stop()

@@ -52,8 +52,8 @@ class Mutant:
 
 R = "exporter/adapters/redis/target.py"
 PG = "exporter/adapters/postgres/target.py"
-S3 = "exporter/adapters/s3/target.py"
-MINIO = "exporter/adapters/s3/minio.py"
+S3 = "exporter/adapters/s3/cloudwatch.py"
+MINIO = "exporter/adapters/s3/minio_format.py"
 CONFIG = "exporter/config.py"
 SERVICE = "exporter/service.py"
 WEB = "exporter/webconfig.py"

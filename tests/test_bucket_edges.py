@@ -16,7 +16,7 @@ import yaml
 from exporter import alert_edges
 from exporter.adapters.postgres import target as postgres
 from exporter.adapters.redis import target as redis
-from exporter.adapters.s3 import target as s3
+from exporter.adapters.s3 import canary as s3
 from exporter.bucket_edges import missing_edges, require_edges
 from exporter.config import ConfigError, validate
 from exporter.generate.edges import render

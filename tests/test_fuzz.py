@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from exporter.adapter import PollError, Reason
 from exporter.adapters.redis import target as redis_adapter
-from exporter.adapters.s3 import minio
+from exporter.adapters.s3 import minio_format as minio
 from exporter.config import MAX_DEPTH, ConfigError, RootConfig, load, validate
 
 FUZZ = settings(

@@ -26,7 +26,7 @@ from fixtures_s3 import unique_bucket
 
 from exporter import config as config_mod
 from exporter.adapters import by_name
-from exporter.adapters.s3 import minio as _minio
+from exporter.adapters.s3 import minio_format as _minio
 from exporter.adapters.s3 import target as s3_adapter
 from exporter.config import ConfigError, GlobalConfig
 from exporter.metrics import render_families
@@ -113,8 +113,8 @@ async def test_failed_steps_still_delete_and_failed_deletes_are_retried(start_ex
     exp = await start_exporter(conf(s3_server.target("steps", canary={"prefix": pfx})))
     await exp.polls("s3", "steps", 1)
     target = exp.runner("s3", "steps").target
-    await exp.wait_for(lambda: target.s3 is not None)
-    s3 = target.s3
+    await exp.wait_for(lambda: target.ctx.s3 is not None)
+    s3 = target.ctx.s3
     real_get = s3.get_object
 
     def corrupt_get(**kwargs: Any) -> Any:
@@ -295,7 +295,7 @@ async def test_hung_endpoint_costs_one_deadline(start_exporter, s3_server, hung_
         status, _, _ = await exp.get("/metrics")
     assert status == 200 and t[0] < 2.0
     # pending keys of timed-out PUTs are bounded, never an ever-growing pile
-    assert len(exp.runner("s3", "hung").target.pending) <= 100
+    assert len(exp.runner("s3", "hung").target.collectors["canary"].pending) <= 100
 
 
 async def test_targets_share_one_bounded_thread_pool(start_exporter, s3_server, hung_server):
@@ -536,20 +536,19 @@ def test_get_metric_data_batches_500_queries_and_follows_pages():
         name="batch", bucket="some-bucket", cloudwatch={"enabled": True, "period": 60}
     )
     target = s3_adapter.S3Target(cfg, GlobalConfig())
+    s3_adapter.SHARED_THREADS.detach()
     fake = FakeCloudWatch()
-    target.cloudwatch = fake
+    target.ctx.cloudwatch = fake
+    collector = target.collectors["cloudwatch"]
     queries = [{"Id": f"q{i}", "MetricStat": {}} for i in range(1003)]
-    try:
-        data = target._get_metric_data(queries, 600.0, 1200.0)
-    finally:
-        s3_adapter.SHARED_THREADS.detach()
+    data = collector._get_metric_data(queries, 600.0, 1200.0)
     sizes = sorted({len(c["MetricDataQueries"]) for c in fake.calls})
     assert sizes == [3, 500]
     assert len(fake.calls) == 3 + 3 + 1  # two full batches of three pages, one small
     assert max(len(c["MetricDataQueries"]) for c in fake.calls) <= 500
     assert len(data) == 1003 and all(sum(points.values()) == 3.0 for points in data.values())
-    assert target.cw_calls["GetMetricData"] == len(fake.calls)
-    assert target.cw_metrics == sum(len(c["MetricDataQueries"]) for c in fake.calls)
+    assert collector.cw_calls["GetMetricData"] == len(fake.calls)
+    assert collector.cw_metrics == sum(len(c["MetricDataQueries"]) for c in fake.calls)
     assert all(c["StartTime"] == datetime.fromtimestamp(600, UTC) for c in fake.calls)
 
 
@@ -561,18 +560,19 @@ def test_windows_align_to_the_period_and_never_overlap():
     )
     target = s3_adapter.S3Target(cfg, GlobalConfig())
     s3_adapter.SHARED_THREADS.detach()
+    collector = target.collectors["cloudwatch"]
     now = 1_000_000.0 + 17.5
-    target.clock = lambda: now
-    assert target._window() is None  # first poll: the starting line, no history
-    start = target.cw_end
+    target.ctx.clock = lambda: now
+    assert collector._window() is None  # first poll: the starting line, no history
+    start = collector.cw_end
     assert start is not None and start % 60 == 0 and start <= now - 120
     windows = []
     for _ in range(40):
         now += 37.0
-        window = target._window()
+        window = collector._window()
         if window is not None:
             windows.append(window)
-            target.cw_end = window[1]
+            collector.cw_end = window[1]
     assert windows and windows[0][0] == start
     for (_, b), (c, _) in itertools.pairwise(windows):
         assert b == c  # contiguous: every period exactly once
@@ -1131,12 +1131,13 @@ def test_a_snapshot_never_changes_when_the_target_counts_on():
     def text(snap: Any) -> bytes:
         return b"".join(r.text_header + r.body for r in render_families(s3_adapter.families(snap)))
 
+    canary = target.collectors["canary"]
     snap = target._snapshot()
     before = text(snap)
-    target.histograms["put"].observe(0.01)
-    target.probes["put"] += 1
-    target.probe_errors[("get", "timeout")] += 1
-    target.requests[("some-bucket", "GetObject")] = 5
+    canary.histograms["put"].observe(0.01)
+    canary.probes["put"] += 1
+    canary.probe_errors[("get", "timeout")] += 1
+    target.ctx.usage.sizes[("some-bucket", "StandardStorage")] = 5.0
     assert text(snap) == before
     after = text(target._snapshot())
     assert after != before

@@ -61,13 +61,6 @@ REDIS_EVICT_RATE = "target:sparki_redis_evicted_keys:rate5m"
 REDIS_LOOKUP_RATE = "target:sparki_redis_keyspace_lookups:rate5m"
 REDIS_HIT_RATIO = "target:sparki_redis_keyspace_hits:ratio_rate5m"
 REDIS_CMD_RATE = "target:sparki_redis_commands_processed:rate5m"
-S3_CANARY_LATENCY = "target_operation:sparki_s3_probe_duration_seconds:{q}_rate5m"
-S3_CANARY_RATE = "target_operation:sparki_s3_probes:rate5m"
-S3_CANARY_FAIL = "target_operation:sparki_s3_probe_errors:ratio_rate5m"
-S3_REQ_RATE = "target_bucket:sparki_s3_requests:rate15m"
-S3_ERR_RATIO = "target_bucket_class:sparki_s3_request_errors:ratio_rate15m"
-S3_XFER_RATE = "target_bucket_direction:sparki_s3_transferred_bytes:rate15m"
-S3_COST = "target:sparki_s3_storage_cost_dollars_per_month:sum"
 EXPORTER_UP = f'(up{{job="{EXPORTER_JOB}"}} or absent(up{{job="{EXPORTER_JOB}"}}) * 0)'
 
 _REDIS_EVICTIONS = "rate(sparki_redis_evicted_keys_total[5m])"
@@ -76,8 +69,6 @@ _REDIS_LOOKUPS = (
     "sum without (node, role) (rate(sparki_redis_keyspace_hits_total[5m])"
     " + rate(sparki_redis_keyspace_misses_total[5m]))"
 )
-_S3_PROBES = "sum without (bucket) (rate(sparki_s3_probes_total[5m]))"
-_S3_REQS = "sum without (operation) (rate(sparki_s3_requests_total[15m]))"
 
 _LEGACY_RECORDINGS: tuple[Recording, ...] = (
     # PostgreSQL
@@ -140,29 +131,6 @@ _LEGACY_RECORDINGS: tuple[Recording, ...] = (
         "redis",
         REDIS_CMD_RATE,
         "sum without (node, role) (rate(sparki_redis_commands_processed_total[5m]))",
-    ),
-    # S3
-    *quantiles("s3", "target_operation", "sparki_s3_probe_duration_seconds", "5m", "bucket"),
-    Recording("s3", S3_CANARY_RATE, _S3_PROBES),
-    Recording(
-        "s3",
-        S3_CANARY_FAIL,
-        # Operations without a single failure have no error series: count them as 0.
-        "(sum without (bucket, reason) (rate(sparki_s3_probe_errors_total[5m]))"
-        f" or {_S3_PROBES} * 0) / ({_S3_PROBES} > 0)",
-    ),
-    Recording("s3", S3_REQ_RATE, _S3_REQS),
-    Recording(
-        "s3",
-        S3_ERR_RATIO,
-        "rate(sparki_s3_request_errors_total[15m])"
-        f" / ignoring (class) group_left () ({_S3_REQS} > 0)",
-    ),
-    Recording("s3", S3_XFER_RATE, "rate(sparki_s3_transferred_bytes_total[15m])"),
-    Recording(
-        "s3",
-        S3_COST,
-        "sum without (bucket, storage_class) (sparki_s3_storage_cost_dollars_per_month)",
     ),
 )
 
@@ -533,62 +501,6 @@ _LEGACY_SIGNALS: tuple[Signal, ...] = (
         guard=REDIS_LOOKUP_RATE,
         symptom=False,
     ),
-    Signal(
-        key="s3_canary_failure_ratio",
-        adapter="s3",
-        alert="SparkiS3CanaryFailing",
-        title="S3 canary failure ratio",
-        value=S3_CANARY_FAIL,
-        direction="above",
-        unit="ratio",
-        window_minutes=5,
-        labels=("target", "operation"),
-        summary=(
-            "S3 canary {{ $labels.operation }} fails over [threshold] on {{ $labels.target }}"
-        ),
-        description=(
-            "[value] of the exporter's canary {{ $labels.operation }} operations on"
-            " {{ $labels.target }} failed (threshold [threshold] for [for])."
-        ),
-    ),
-    Signal(
-        key="s3_canary_latency",
-        adapter="s3",
-        alert="SparkiS3CanaryLatencyHigh",
-        title="S3 canary latency p95",
-        value=S3_CANARY_LATENCY.format(q="p95"),
-        direction="above",
-        unit="seconds",
-        window_minutes=5,
-        labels=("target", "operation"),
-        summary=("S3 canary {{ $labels.operation }} p95 above [threshold] on {{ $labels.target }}"),
-        description=(
-            "The 95th percentile of canary {{ $labels.operation }} operations on"
-            " {{ $labels.target }} is [value] (threshold [threshold] for [for])."
-        ),
-        guard=S3_CANARY_RATE,
-    ),
-    Signal(
-        key="s3_request_error_ratio",
-        adapter="s3",
-        alert="SparkiS3RequestErrorRatioHigh",
-        title="S3 server error (5xx) ratio",
-        value=S3_ERR_RATIO + '{class="5xx"}',
-        direction="above",
-        unit="ratio",
-        window_minutes=15,
-        labels=("target", "bucket", "class"),
-        summary=(
-            "S3 bucket {{ $labels.bucket }} on {{ $labels.target }} answers over [threshold]"
-            " of requests with 5xx"
-        ),
-        description=(
-            "[value] of requests to bucket {{ $labels.bucket }} on {{ $labels.target }}"
-            " failed with a server error (threshold [threshold] for [for])."
-        ),
-        guard=S3_REQ_RATE,
-        guard_match="ignoring (class) ",
-    ),
 )
 
 # The common signals and recordings live here; each adapter's live in its package's
@@ -605,7 +517,6 @@ SIGNALS_BY_KEY = {s.key: s for s in SIGNALS}
 _LEGACY_HISTOGRAM_SIGNALS = {
     "postgres_statement_latency": "sparki_postgres_statement_duration_seconds",
     "redis_command_latency": "sparki_redis_command_duration_seconds",
-    "s3_canary_latency": "sparki_s3_probe_duration_seconds",
 }
 HISTOGRAM_SIGNALS = {
     **_LEGACY_HISTOGRAM_SIGNALS,

@@ -544,64 +544,6 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
             labels,
             volume=1000.0,
         )
-    if key == "s3_canary_failure_ratio":
-        labels = {"target": "minio", "operation": "put"}
-        put = {"target": "minio", "bucket": "sparki-canary", "operation": "put"}
-        get = {**put, "operation": "get"}
-        probes = "sparki_s3_probes_total"
-        errors = "sparki_s3_probe_errors_total"
-        return Synth(
-            (
-                *_ratio_counters(
-                    (errors, {**put, "reason": "timeout"}),
-                    [(probes, put, lambda v: 1.0)],
-                    10.0,
-                ),
-                # A healthy operation beside it has no error series at all: ratio 0.
-                _counter(probes, get, lambda v, m, s: 600.0),
-            ),
-            labels,
-            traps=(
-                (
-                    "no canary traffic at all: no ratio (no division by zero), no alert",
-                    (
-                        _counter(probes, put, lambda v, m, s: 0.0),
-                        _counter(errors, {**put, "reason": "timeout"}, lambda v, m, s: 0.0),
-                    ),
-                ),
-            ),
-        )
-    if key == "s3_canary_latency":
-        h = _Histogram(st)
-        labels = {"target": "minio", "operation": "put"}
-        where = {**labels, "bucket": "sparki-canary"}
-        comps = h.components("sparki_s3_probe_duration_seconds", [where])
-        # One probe per observation: the canary rate is the latency alert's min_rate.
-        canary = _counter("sparki_s3_probes_total", where, lambda v, m, s: float(h.N) * s)
-        return Synth((*comps, canary), labels, h.realized, volume=h.volume)
-    if key == "s3_request_error_ratio":
-        where = {"target": "aws", "bucket": "media"}
-        labels = {**where, "class": "5xx"}
-        return Synth(
-            tuple(
-                _ratio_counters(
-                    ("sparki_s3_request_errors_total", labels),
-                    [
-                        ("sparki_s3_requests_total", {**where, "operation": "get"}, lambda v: 0.75),
-                        ("sparki_s3_requests_total", {**where, "operation": "put"}, lambda v: 0.25),
-                        # Client errors are not the alert's business, however many.
-                        (
-                            "sparki_s3_request_errors_total",
-                            {**where, "class": "4xx"},
-                            lambda v: 0.4,
-                        ),
-                    ],
-                    100.0,
-                )
-            ),
-            labels,
-            volume=100.0,
-        )
     catalog = CATALOGS.get(signal.adapter)
     if catalog is not None and hasattr(catalog, "synth"):
         # An adapter's own signals: its catalog's synth(signal, st) builds their input

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from ...adapter import AdapterSpec
 from .catalog import COLLECTORS
-from .target import S3Config, _target, classify, families, from_env
+from .config import S3Config, from_env
+from .errors import classify
+from .target import _target, families
 
 ADAPTER = AdapterSpec(
     collectors=COLLECTORS,
@@ -18,5 +20,6 @@ ADAPTER = AdapterSpec(
     families=families,
     classify=classify,
     from_env=from_env,
-    description="S3 and MinIO: canary probes, request metrics, bucket size and cost",
+    description="S3 and MinIO: canary probes, request metrics, bucket size and cost, "
+    "multipart uploads, lifecycle rules",
 )
