@@ -19,7 +19,23 @@ if TYPE_CHECKING:
 
 TITLE = "Redis"
 
-COLLECTORS: tuple[CollectorSpec, ...] = ()
+# Per-node collectors, run in this order on every polled node after PING and INFO;
+# each is exporter/adapters/redis/<name>.py. All read INFO the target already has,
+# except where said; all are cheap, so all are on by default.
+COLLECTORS: tuple[CollectorSpec, ...] = (
+    CollectorSpec(
+        "latency",
+        "per-command latency histograms (INFO commandstats, LATENCY HISTOGRAM, "
+        "CONFIG GET latency-tracking)",
+    ),
+    CollectorSpec("memory", "used memory, maxmemory, RSS and fragmentation"),
+    CollectorSpec("clients", "connected, blocked and rejected clients against maxclients"),
+    CollectorSpec("stats", "keyspace hits and misses, evictions, expirations, commands, keys"),
+    CollectorSpec("replication", "role, replicas, link to the primary, replica lag in bytes"),
+    CollectorSpec("persistence", "RDB save status and age, AOF write status"),
+    CollectorSpec("errorstats", "error replies by prefix (INFO errorstats)"),
+    CollectorSpec("slowlog", "slow log length and growth (SLOWLOG LEN, SLOWLOG GET 1)"),
+)
 
 REDIS_CMD_OBS_RATE = "target:sparki_redis_command_duration_seconds:rate5m"
 REDIS_LATENCY = "target:sparki_redis_command_duration_seconds:{q}_rate5m"
