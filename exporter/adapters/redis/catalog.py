@@ -44,6 +44,24 @@ REDIS_EVICT_RATE = "target:sparki_redis_evicted_keys:rate5m"
 REDIS_LOOKUP_RATE = "target:sparki_redis_keyspace_lookups:rate5m"
 REDIS_HIT_RATIO = "target:sparki_redis_keyspace_hits:ratio_rate5m"
 REDIS_CMD_RATE = "target:sparki_redis_commands_processed:rate5m"
+REDIS_CLIENT_UTIL = "target:sparki_redis_clients:utilization"
+REDIS_REJECTED_RATE = "target:sparki_redis_rejected_connections:rate5m"
+
+
+def persistence_ok(selector: str = "") -> str:
+    """0 when the last RDB save failed, or (AOF on) the last AOF write failed.
+
+    The product is an AND of two 0/1 gauges; the AOF one exists only where AOF is on,
+    so ``or`` falls back to the RDB status alone there.
+    """
+    rdb, aof = (
+        f"sparki_redis_rdb_last_bgsave_ok{selector}",
+        f"sparki_redis_aof_last_write_ok{selector}",
+    )
+    return f"min without (role) ({rdb} * {aof} or {rdb})"
+
+
+REDIS_PERSISTENCE_OK = persistence_ok()
 
 _REDIS_EVICTIONS = "rate(sparki_redis_evicted_keys_total[5m])"
 _REDIS_HITS = "rate(sparki_redis_keyspace_hits_total[5m])"
@@ -83,6 +101,18 @@ RECORDINGS: tuple[Recording, ...] = (
         "redis",
         REDIS_CMD_RATE,
         "sum without (node, role) (rate(sparki_redis_commands_processed_total[5m]))",
+    ),
+    Recording(
+        "redis",
+        REDIS_CLIENT_UTIL,
+        # Per node (each has its own maxclients), without role, as memory.
+        "max without (role) (sparki_redis_connected_clients)"
+        " / (max without (role) (sparki_redis_max_clients) > 0)",
+    ),
+    Recording(
+        "redis",
+        REDIS_REJECTED_RATE,
+        "sum without (node, role) (rate(sparki_redis_rejected_connections_total[5m]))",
     ),
 )
 
@@ -189,6 +219,74 @@ SIGNALS: tuple[Signal, ...] = (
         ),
         guard=REDIS_LOOKUP_RATE,
         symptom=False,
+    ),
+    Signal(
+        key="redis_clients",
+        adapter="redis",
+        alert="SparkiRedisClientsHigh",
+        title="Redis clients / maxclients",
+        value=REDIS_CLIENT_UTIL,
+        direction="above",
+        unit="ratio",
+        window_minutes=0,
+        labels=("target", "node"),
+        summary="Redis {{ $labels.target }} uses over [threshold] of maxclients",
+        description=(
+            "Client connections on Redis {{ $labels.target }} (node {{ $labels.node }})"
+            " are at [value] of maxclients (threshold [threshold] for [for]); at 100 %"
+            " new connections are rejected."
+        ),
+    ),
+    Signal(
+        key="redis_rejected_connections",
+        adapter="redis",
+        alert="SparkiRedisConnectionsRejected",
+        title="Redis rejected connections",
+        value=REDIS_REJECTED_RATE,
+        direction="above",
+        unit="per_second",
+        window_minutes=5,
+        labels=("target",),
+        summary="Redis {{ $labels.target }} rejects connections (maxclients reached)",
+        description=(
+            "Redis {{ $labels.target }} rejects [value] new connections (threshold"
+            " [threshold] for [for]): maxclients is reached and those clients get an error."
+        ),
+    ),
+    Signal(
+        key="redis_replication_link",
+        adapter="redis",
+        alert="SparkiRedisReplicationLinkDown",
+        title="Redis replica link to its primary up",
+        value="max without (role) (sparki_redis_replication_link_up)",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("target", "node"),
+        summary="Redis replica {{ $labels.target }} lost its link to the primary",
+        description=(
+            "sparki_redis_replication_link_up is [value] on replica {{ $labels.target }}"
+            " (node {{ $labels.node }}) for [for]: master_link_status is down, so it"
+            " serves stale data and cannot take over from its primary."
+        ),
+    ),
+    Signal(
+        key="redis_persistence_failing",
+        adapter="redis",
+        alert="SparkiRedisPersistenceFailing",
+        title="Redis RDB save and AOF write ok",
+        value=REDIS_PERSISTENCE_OK,
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("target", "node"),
+        summary="Redis {{ $labels.target }} cannot save its data to disk",
+        description=(
+            "The last RDB background save or AOF write of Redis {{ $labels.target }}"
+            " (node {{ $labels.node }}) failed and has not succeeded since, for [for]"
+            " (value [value]): no recent backup on disk, and with"
+            " stop-writes-on-bgsave-error the server refuses writes."
+        ),
     ),
 )
 
@@ -321,6 +419,131 @@ def dashboard(thresholds: Thresholds) -> dict[str, Any]:
         "Client connections, the exporter's own included.",
         [Query(f"sparki_redis_connected_clients{T}", "{{target}} {{node}}")],
     )
+    b.row("Clients")
+    b.graph(
+        "Clients / maxclients",
+        "percentunit",
+        "Client connections as a share of maxclients, per node.",
+        [Query(f"{REDIS_CLIENT_UTIL}{T}", "{{target}} {{node}}")],
+        signal="redis_clients",
+        maximum=1,
+    )
+    b.graph(
+        "Rejected connections",
+        "ops",
+        "New connections refused per second because maxclients was reached.",
+        [Query(f"{REDIS_REJECTED_RATE}{T}", "{{target}}")],
+        signal="redis_rejected_connections",
+    )
+    b.graph(
+        "Connected and blocked clients",
+        "short",
+        "Connections, maxclients, and clients waiting in a blocking command (BLPOP, XREAD"
+        " BLOCK, WAIT).",
+        [
+            Query(f"sparki_redis_connected_clients{T}", "{{target}} {{node}} connected"),
+            Query(f"sparki_redis_blocked_clients{T}", "{{target}} {{node}} blocked"),
+            Query(f"sparki_redis_max_clients{T}", "{{target}} {{node}} maxclients"),
+        ],
+    )
+    b.graph(
+        "RSS and fragmentation",
+        "none",
+        "mem_fragmentation_ratio (RSS / used_memory): well above 1 is fragmentation, below"
+        " 1 means the server swaps.",
+        [Query(f"sparki_redis_memory_fragmentation_ratio{T}", "{{target}} {{node}}")],
+        minimum=None,
+    )
+    b.row("Replication")
+    b.stat(
+        "Replica link to primary",
+        "none",
+        "Replicas only: 1 while master_link_status is up.",
+        [Query(f"max without (role) (sparki_redis_replication_link_up{T})", "{{target}} {{node}}")],
+        signal="redis_replication_link",
+        width=12,
+        mappings=UP_MAPPINGS,
+    )
+    b.stat(
+        "Connected replicas",
+        "short",
+        "Replicas connected to each primary (connected_slaves).",
+        [Query(f"sparki_redis_connected_replicas{T} > 0", "{{target}} {{node}}")],
+        width=12,
+    )
+    b.graph(
+        "Replica lag",
+        "bytes",
+        "How far each replica's acknowledged offset is behind its primary's.",
+        [Query(f"sparki_redis_replica_lag_bytes{T}", "{{target}} {{node}} {{replica}}")],
+    )
+    b.graph(
+        "Replica last contact",
+        "s",
+        "Seconds since a replica last heard from its primary (link up) or since its link"
+        " went down.",
+        [
+            Query(f"sparki_redis_replication_last_io_seconds{T}", "{{target}} {{node}} io"),
+            Query(f"sparki_redis_replication_link_down_seconds{T}", "{{target}} {{node}} down"),
+        ],
+    )
+    b.row("Persistence")
+    b.stat(
+        "RDB save and AOF write",
+        "none",
+        "0 when the last RDB background save (or, AOF on, the last AOF write) failed.",
+        [Query(persistence_ok(T), "{{target}} {{node}}")],
+        signal="redis_persistence_failing",
+        width=12,
+        mappings=UP_MAPPINGS,
+    )
+    b.graph(
+        "Since the last RDB save",
+        "s",
+        "Age of the last successful RDB save; writes not in it are lost on a restart without AOF.",
+        [
+            Query(
+                f"time() - sparki_redis_rdb_last_save_timestamp_seconds{T}",
+                "{{target}} {{node}}",
+            )
+        ],
+    )
+    b.graph(
+        "Changes since the last save",
+        "short",
+        "Writes not yet in an RDB snapshot (rdb_changes_since_last_save).",
+        [Query(f"sparki_redis_rdb_changes_since_last_save{T}", "{{target}} {{node}}")],
+    )
+    b.graph(
+        "AOF enabled",
+        "none",
+        "1 where the append-only file is on.",
+        [Query(f"sparki_redis_aof_enabled{T}", "{{target}} {{node}}")],
+        maximum=1,
+    )
+    b.row("Errors and slow log")
+    b.graph(
+        "Error replies by prefix",
+        "ops",
+        "Error replies sent per second, by error prefix (ERR, WRONGTYPE, NOPERM, OOM, ...).",
+        [
+            Query(
+                f"sum by (target, prefix) (rate(sparki_redis_errors_total{T}[{RATE}])) > 0",
+                "{{target}} {{prefix}}",
+            )
+        ],
+    )
+    b.graph(
+        "Slow commands",
+        "ops",
+        "Commands logged as slower than slowlog-log-slower-than, per second.",
+        [
+            Query(
+                f"sum by (target) (rate(sparki_redis_slowlog_entries_total{T}[{RATE}]))",
+                "{{target}}",
+            )
+        ],
+    )
     # The keys collectors' rows (streams, ttl), appended at the end of this module.
     keys_rows = globals().get("keys_rows")
     if keys_rows is not None:
@@ -426,6 +649,70 @@ def synth(signal: Signal, st: SignalThresholds) -> Synth:
             labels,
             volume=1000.0,
         )
+    if key == "redis_clients":
+        labels = {"target": "cache", "node": "10.0.0.1:6379"}
+        node = {**labels, "role": "primary"}
+
+        def clients(v: float) -> float:
+            return float(round(v * 1000))
+
+        return Synth(
+            (
+                _gauge("sparki_redis_connected_clients", node, lambda v, m, s: clients(v)),
+                _gauge("sparki_redis_max_clients", node, _const(1000.0)),
+            ),
+            labels,
+            lambda v: clients(v) / 1000,
+            traps=(
+                (
+                    "maxclients unknown (0): no ratio, no alert, however many clients",
+                    (
+                        _gauge("sparki_redis_connected_clients", node, _const(5000.0)),
+                        _gauge("sparki_redis_max_clients", node, _const(0.0)),
+                    ),
+                ),
+            ),
+        )
+    if key == "redis_rejected_connections":
+        labels = {"target": "cache"}
+
+        # Spread over the two nodes of a cluster target; the rule sums them.
+        def rejected(share: float) -> Fn:
+            return lambda v, m, s: round(v * 60 * share, 6)
+
+        return Synth(
+            tuple(
+                _counter(
+                    "sparki_redis_rejected_connections_total",
+                    {**labels, "node": node, "role": "primary"},
+                    rejected(share),
+                )
+                for node, share in (("10.0.0.1:6379", 0.5), ("10.0.0.2:6379", 0.5))
+            ),
+            labels,
+        )
+    if key == "redis_replication_link":
+        labels = {"target": "cache", "node": "10.0.0.2:6379"}
+        return Synth(
+            (
+                _gauge("sparki_redis_replication_link_up", {**labels, "role": "replica"}),
+                # Another replica whose link is up never alerts.
+                _gauge(
+                    "sparki_redis_replication_link_up",
+                    {**labels, "node": "10.0.0.3:6379", "role": "replica"},
+                    _const(1.0),
+                ),
+            ),
+            labels,
+        )
+    if key == "redis_persistence_failing":
+        labels = {"target": "cache", "node": "10.0.0.1:6379"}
+        node = {**labels, "role": "primary"}
+        # RDB only (AOF off, so no AOF series): the save status alone decides.
+        return Synth(
+            (_gauge("sparki_redis_rdb_last_bgsave_ok", node),),
+            labels,
+        )
     raise KeyError(f"no test input synthesizer for signal {key}")
 
 
@@ -511,6 +798,42 @@ def scenarios(thresholds: Thresholds) -> list[dict[str, Any]]:
             "promql_expr_test": [
                 _never("SparkiRedisMemoryHigh", "pending", lv.severity, end, end - 7)
                 for lv in st.levels
+            ],
+        }
+    )
+    st = thresholds["redis_persistence_failing"]
+    node = {"target": "cache", "node": "10.0.0.4:6379", "role": "primary", **JOB}
+    at = max(lv.hold_minutes for lv in st.levels) + 1
+    out.append(
+        {
+            "name": "SparkiRedisPersistenceFailing: an AOF write error fires while RDB"
+            " saves succeed",
+            "interval": "1m",
+            "input_series": [
+                {
+                    "series": _labels_text("sparki_redis_rdb_last_bgsave_ok", node),
+                    "values": f"1x{at}",
+                },
+                {
+                    "series": _labels_text("sparki_redis_aof_last_write_ok", node),
+                    "values": f"0x{at}",
+                },
+            ],
+            "alert_rule_test": [
+                {
+                    "eval_time": f"{at}m",
+                    "alertname": "SparkiRedisPersistenceFailing",
+                    "exp_alerts": [
+                        _expected(
+                            thresholds,
+                            "redis_persistence_failing",
+                            lv.severity,
+                            {k: v for k, v in node.items() if k != "role"},
+                            0,
+                        )
+                        for lv in st.levels
+                    ],
+                }
             ],
         }
     )
