@@ -211,7 +211,7 @@ class RedisNode:
         parts, runs = await collector.run(
             [(name, functools.partial(c.collect, ctx)) for name, c in self.target.collectors],
             fatal,
-            lambda exc: self.target.error(exc).message,
+            self.target.describe,
         )
         valkey = info.get("server_name") == "valkey" or "valkey_version" in info
         return NodeSnapshot(
@@ -330,6 +330,15 @@ class RedisTarget:
         for host in sorted(self.addresses, key=len, reverse=True):
             message = message.replace(host, "<address>")
         return PollError(error.reason, message)
+
+    def describe(self, exc: BaseException) -> str:
+        """A collector's failure for its log line: the server's own reply for an error
+        reply (NOPERM names the command to grant), else the classified message."""
+        if isinstance(exc, rexc.ResponseError):
+            refused = isinstance(exc, rexc.NoPermissionError) or "NOPERM" in str(exc)
+            hint = " (grant it, or switch the collector off)" if refused else ""
+            return self.error(PollError(Reason.PROTOCOL, _first_line(exc) + hint)).message
+        return self.error(exc).message
 
     # -- poll -----------------------------------------------------------------------------
 
