@@ -63,7 +63,9 @@ async def test_replica_link_up_then_down_when_the_primary_dies(
     assert await exp.value("sparki_redis_replication_link_up", target="primary") is None
     await wait_value(exp, "sparki_redis_connected_replicas", lambda v: v == 1, target="primary")
     lag = await exp.samples("sparki_redis_replica_lag_bytes", target="primary")
-    assert len(lag) == 1 and lag[0].labels["replica"].startswith("127.0.0.1:")
+    assert len(lag) == 1 and lag[0].labels["replica"] == "slave0"
+    text = await exp.scrape()  # addresses never become label values
+    assert f":{replica.port}" not in text and f":{primary.port}" not in text
     assert lag[0].value >= 0
     assert await exp.value("sparki_redis_replication_last_io_seconds", target="replica") >= 0
 
@@ -302,3 +304,44 @@ async def test_a_collector_refused_by_the_acl_degrades_alone(
         c.execute_command("ACL", "SETUSER", AclServer.USER, "+slowlog")
     assert await wait_value(exp, "sparki_redis_slowlog_length", lambda v: v >= 0, target="acl") >= 0
     await exp.wait_for(lambda: success(exp, "acl", "slowlog"), 15)
+
+
+# --- cluster ----------------------------------------------------------------------------
+
+
+async def test_cluster_nodes_carry_node_and_role_on_collector_families(
+    redis_cluster: Any, start_exporter: Any
+) -> None:
+    replica = redis_cluster.add_replica(of=0)
+    primary_id = redis_cluster.nodes[0].node_id()[:8]
+    replica_id = replica.node_id()[:8]
+    exp = await start_exporter(cfg(redis_cluster.target("cl", cluster=True)))
+    await wait_value(
+        exp,
+        "sparki_redis_replication_link_up",
+        lambda v: v == 1,
+        target="cl",
+        node=replica_id,
+        role="replica",
+    )
+    await wait_value(
+        exp,
+        "sparki_redis_connected_replicas",
+        lambda v: v == 1,
+        target="cl",
+        node=primary_id,
+        role="primary",
+    )
+    # Per node, with node and role: four nodes, four memory series.
+    memory = await exp.samples("sparki_redis_memory_used_bytes", target="cl")
+    assert {s.labels["node"] for s in memory} >= {primary_id, replica_id}
+    assert all(s.labels["role"] in ("primary", "replica") for s in memory)
+    lag = await exp.samples("sparki_redis_replica_lag_bytes", target="cl", node=primary_id)
+    assert [s.labels["replica"] for s in lag] == ["slave0"]
+    # One success series per collector for the whole target.
+    runs = await exp.samples("sparki_collector_success", adapter="redis", target="cl")
+    assert len(runs) == len({s.labels["collector"] for s in runs}) == 8
+    assert all(s.value == 1 for s in runs), runs
+    text = await exp.scrape()
+    for node in [*redis_cluster.nodes, replica]:
+        assert f":{node.port}" not in text

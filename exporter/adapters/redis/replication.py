@@ -3,14 +3,17 @@
 Reads only the poll's INFO. On a primary: how many replicas are connected and how far
 each one's acknowledged offset is behind the primary's (bytes) and how long ago it
 last acknowledged (seconds). On a replica: whether its link to the primary is up, for
-how long it has been down, and how long ago it last heard from the primary. A replica
-is named by the address the primary sees (``ip:port``): bounded by the number of
-replicas, and what ``INFO replication`` and the replica's logs show.
+how long it has been down, and how long ago it last heard from the primary.
+
+A replica is named by its line in the primary's ``INFO replication`` (``slave0``,
+``slave1``, ...), not by its address: host names and ports never become label values
+(docs/redis.md). The operator finds the address on that line; the set is bounded by
+the number of replicas (a replica that reconnects may take another line).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +26,7 @@ from .series import NodeFamilies, role_of
 
 @dataclass(frozen=True, slots=True)
 class Replica:
-    address: str
+    name: str  # slaveN, its line in INFO replication
     lag_bytes: int
     lag_seconds: int | None
     online: bool
@@ -41,7 +44,7 @@ class ReplicationPart:
     replicas: tuple[Replica, ...] = ()
 
 
-def parse_replicas(info: dict[str, str] | Any, offset: int) -> tuple[Replica, ...]:
+def parse_replicas(info: Mapping[str, str], offset: int) -> tuple[Replica, ...]:
     """The ``slaveN:ip=...,port=...,state=...,offset=...,lag=...`` lines of a primary."""
     out = []
     for key, value in info.items():
@@ -51,17 +54,16 @@ def parse_replicas(info: dict[str, str] | Any, offset: int) -> tuple[Replica, ..
         ip, port = fields.get("ip", ""), fields.get("port", "")
         if not ip or not port.isdigit():
             continue
-        address = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
         lag = fields.get("lag")
         out.append(
             Replica(
-                address=address,
+                name=key,
                 lag_bytes=max(0, offset - as_int(fields.get("offset"))),
                 lag_seconds=as_int(lag) if lag and lag.lstrip("-").isdigit() else None,
                 online=fields.get("state") == "online",
             )
         )
-    return tuple(sorted(out, key=lambda r: r.address))
+    return tuple(sorted(out, key=lambda r: int(r.name[5:])))
 
 
 class Collector:
@@ -111,9 +113,9 @@ def families(parts: Sequence[tuple[str, Any]], target: str) -> list[Metric]:
     )
     for node, p in parts:
         for r in p.replicas:
-            lag_bytes.add_metric(f.values(node, p, r.address), r.lag_bytes)
+            lag_bytes.add_metric(f.values(node, p, r.name), r.lag_bytes)
             if r.lag_seconds is not None:
-                lag_seconds.add_metric(f.values(node, p, r.address), r.lag_seconds)
+                lag_seconds.add_metric(f.values(node, p, r.name), r.lag_seconds)
     return [
         f.gauge(
             "sparki_redis_connected_replicas",
