@@ -50,7 +50,7 @@ class Mutant:
     why: str
 
 
-R = "exporter/adapters/redis/target.py"
+R = "exporter/adapters/redis/latency.py"
 PG = "exporter/adapters/postgres/target.py"
 S3 = "exporter/adapters/s3/cloudwatch.py"
 MINIO = "exporter/adapters/s3/minio_format.py"

@@ -15,6 +15,7 @@ import yaml
 
 from exporter import alert_edges
 from exporter.adapters.postgres import target as postgres
+from exporter.adapters.redis import latency as redis_latency
 from exporter.adapters.redis import target as redis
 from exporter.adapters.s3 import canary as s3
 from exporter.bucket_edges import missing_edges, require_edges
@@ -38,7 +39,7 @@ def test_generated_edges_are_the_thresholds_in_force() -> None:
     [
         (postgres.STATEMENT_BUCKETS, "postgres_statement_latency"),
         (postgres.PROBE_BUCKETS, "postgres_statement_latency"),
-        (redis.COMMAND_BUCKETS, "redis_command_latency"),
+        (redis_latency.COMMAND_BUCKETS, "redis_command_latency"),
         (redis.PROBE_BUCKETS, "redis_command_latency"),
         (s3.PROBE_BUCKETS, "s3_canary_latency"),
     ],

@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exporter.adapter import PollError, Reason
-from exporter.adapters.redis import target as redis_adapter
+from exporter.adapters.redis import latency as redis_latency
+from exporter.adapters.redis import replies as redis_replies
 from exporter.adapters.s3 import minio_format as minio
 from exporter.config import MAX_DEPTH, ConfigError, RootConfig, load, validate
 
@@ -204,20 +205,20 @@ INFO_SAMPLE = (
 @FUZZ
 @given(st.text(max_size=500))
 def test_parse_info_on_arbitrary_text(text: str) -> None:
-    info = redis_adapter.parse_info(text)
+    info = redis_replies.parse_info(text)
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in info.items())
     for value in info.values():
-        assert isinstance(redis_adapter.parse_fields(value), dict)
+        assert isinstance(redis_replies.parse_fields(value), dict)
 
 
 @FUZZ
 @given(st.integers(0, len(INFO_SAMPLE)))
 def test_parse_info_truncated(cut: int) -> None:
-    info = redis_adapter.parse_info(INFO_SAMPLE[:cut])
-    assert set(info) <= set(redis_adapter.parse_info(INFO_SAMPLE)) | {
+    info = redis_replies.parse_info(INFO_SAMPLE[:cut])
+    assert set(info) <= set(redis_replies.parse_info(INFO_SAMPLE)) | {
         line.partition(":")[0] for line in INFO_SAMPLE[:cut].splitlines()
     }
-    assert redis_adapter._int(info.get("used_memory")) in (0, 1, 10, 102, 1024)
+    assert redis_replies.as_int(info.get("used_memory")) in (0, 1, 10, 102, 1024)
 
 
 RESP = st.recursive(
@@ -264,7 +265,7 @@ def _truncations(value: Any, cut: int) -> Any:
 def _check_histogram(parsed: dict[str, tuple[int, dict[int, int]]]) -> None:
     for cmd, (calls, edges) in parsed.items():
         assert isinstance(cmd, str)
-        filled = redis_adapter.fill_buckets(edges, calls)
+        filled = redis_latency.fill_buckets(edges, calls)
         assert list(filled) == sorted(filled), "cumulative counts went down"
 
 
@@ -272,7 +273,7 @@ def _check_histogram(parsed: dict[str, tuple[int, dict[int, int]]]) -> None:
 @given(RESP)
 def test_latency_histogram_parser_on_arbitrary_replies(reply: Any) -> None:
     try:
-        parsed = redis_adapter.parse_latency_histogram(reply)
+        parsed = redis_latency.parse_latency_histogram(reply)
     except PARSER_ERRORS:
         return
     _check_histogram(parsed)
@@ -282,7 +283,7 @@ def test_latency_histogram_parser_on_arbitrary_replies(reply: Any) -> None:
 @given(RESP)
 def test_latency_histogram_parser_raises_only_clear_errors(reply: Any) -> None:
     try:
-        redis_adapter.parse_latency_histogram(reply)
+        redis_latency.parse_latency_histogram(reply)
     except PollError as error:
         assert error.reason is Reason.PROTOCOL
         assert "LATENCY HISTOGRAM" in str(error)
@@ -297,14 +298,14 @@ def test_latency_histogram_parser_on_truncated_replies(
     if resp3:  # RESP3 maps
         reply = dict(zip(reply[0::2], reply[1::2], strict=False))
     try:
-        parsed = redis_adapter.parse_latency_histogram(reply)
+        parsed = redis_latency.parse_latency_histogram(reply)
     except PARSER_ERRORS:
         return
     _check_histogram(parsed)
 
 
 def test_latency_histogram_parser_reads_a_real_shape() -> None:
-    parsed = redis_adapter.parse_latency_histogram(_latency_reply(1))
+    parsed = redis_latency.parse_latency_histogram(_latency_reply(1))
     assert parsed["cmd0"][0] == 1000 and parsed["cmd0"][1][1024] == 3072
 
 
@@ -314,8 +315,8 @@ def test_latency_histogram_parser_reads_a_real_shape() -> None:
     st.integers(-(2**40), 2**40),
 )
 def test_fill_buckets_is_monotone(edges: dict[int, int], calls: int) -> None:
-    filled = redis_adapter.fill_buckets(edges, calls)
-    assert len(filled) == len(redis_adapter.COMMAND_BUCKETS_USEC) + 1
+    filled = redis_latency.fill_buckets(edges, calls)
+    assert len(filled) == len(redis_latency.COMMAND_BUCKETS_USEC) + 1
     assert list(filled) == sorted(filled)
 
 

@@ -26,6 +26,8 @@ from test_adapters import contract_of
 
 from exporter import config as config_mod
 from exporter.adapter import PollError, Reason
+from exporter.adapters.redis import capability as redis_capability
+from exporter.adapters.redis import discovery, latency
 from exporter.adapters.redis import target as adapter
 from exporter.metrics import format_value
 
@@ -33,7 +35,7 @@ REDIS_ALL_SERVERS = True
 FAST = {"poll_interval": "1s", "poll_timeout": "0.8s"}
 HIST = "sparki_redis_command_duration_seconds"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
-BOUNDS = [format_value(b) for b in adapter.COMMAND_BUCKETS] + ["+Inf"]
+BOUNDS = [format_value(b) for b in latency.COMMAND_BUCKETS] + ["+Inf"]
 
 # name -> (type, label names) for every Redis row of the metric contract: one table
 # for every adapter, in test_adapters.py.
@@ -275,7 +277,7 @@ async def test_commands_beyond_the_cap_go_to_other_and_never_decrease(
         assert_never_decreased(before, after)
     # Tracked: every command the server has a histogram for (ours included), not a bound.
     with redis_private.client() as c:
-        on_server = adapter.parse_latency_histogram(c.execute_command("LATENCY", "HISTOGRAM"))
+        on_server = latency.parse_latency_histogram(c.execute_command("LATENCY", "HISTOGRAM"))
     await exp.polls("redis", "cap", 2)  # the first may have read the server before us
     assert await exp.value("sparki_redis_commands_tracked", target="cap") == len(on_server)
 
@@ -311,7 +313,8 @@ async def test_memory_used_and_max_and_evictions_under_allkeys_lru(
 async def test_acl_user_without_latency_keeps_the_rest_and_says_how_to_fix_it(
     redis_acl: AclServer, start_exporter: Any, captured_logs: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(adapter, "RECHECK_AFTER", 0.0)  # retry every poll: still one log line
+    # Retry every poll: still one log line.
+    monkeypatch.setattr(redis_capability, "RECHECK_AFTER", 0.0)
     exp = await start_exporter(cfg(redis_acl.target("acl")))
     await wait_up(exp, "acl")
     await exp.polls("redis", "acl", 3)
@@ -425,7 +428,7 @@ class Driven:
         while True:
             try:
                 snap = await self.target.poll()
-                return {cmd: hist.count for cmd, hist in snap.nodes[0].commands}
+                return {cmd: hist.count for cmd, hist in snap.nodes[0].part("latency").commands}
             except PollError:
                 if time.monotonic() > deadline:
                     raise
@@ -781,15 +784,15 @@ def test_config_errors_are_clear(target: dict[str, Any], problem: str) -> None:
 
 def test_gap_filling_carries_the_count_below_and_inf_is_calls() -> None:
     # Redis lists only edges whose count rose: 1 µs: 31, 2 µs: 48, 4 µs: 49, 16 µs: 50.
-    filled = adapter.fill_buckets({1: 31, 2: 48, 4: 49, 16: 50}, 50)
-    by_bound = dict(zip([*adapter.COMMAND_BUCKETS_USEC, "inf"], filled, strict=True))
+    filled = latency.fill_buckets({1: 31, 2: 48, 4: 49, 16: 50}, 50)
+    by_bound = dict(zip([*latency.COMMAND_BUCKETS_USEC, "inf"], filled, strict=True))
     assert by_bound[2] == 48 and by_bound[4] == 49 and by_bound[8] == 49
     assert by_bound[16] == 50 and by_bound[541065] == 50 and by_bound["inf"] == 50
     # 5 ms and 10 ms carry the Redis edges just below them (4.227 ms, 8.454 ms).
-    filled = adapter.fill_buckets({4227: 1, 8454: 2, 16908: 3}, 3)
-    by_bound = dict(zip([*adapter.COMMAND_BUCKETS_USEC, "inf"], filled, strict=True))
+    filled = latency.fill_buckets({4227: 1, 8454: 2, 16908: 3}, 3)
+    by_bound = dict(zip([*latency.COMMAND_BUCKETS_USEC, "inf"], filled, strict=True))
     assert (by_bound[4227], by_bound[5000], by_bound[8454], by_bound[10000]) == (1, 1, 2, 2)
-    assert adapter.fill_buckets({}, 0) == (0,) * (len(adapter.COMMAND_BUCKETS_USEC) + 1)
+    assert latency.fill_buckets({}, 0) == (0,) * (len(latency.COMMAND_BUCKETS_USEC) + 1)
 
 
 def test_cluster_nodes_parsing_and_short_ids() -> None:
@@ -804,13 +807,13 @@ def test_cluster_nodes_parsing_and_short_ids() -> None:
         "292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f 127.0.0.1:30003@31003 handshake - 0 0 3 "
         "connected\n"
     )
-    nodes = adapter.parse_cluster_nodes(text)
+    nodes = discovery.parse_cluster_nodes(text)
     assert [(n.id[:4], n.host, n.port, n.role, n.myself) for n in nodes] == [
         ("07c3", "host-4", 30004, "replica", False),
         ("67ed", "127.0.0.1", 30002, "primary", False),
         ("e7d1", "127.0.0.1", 30001, "primary", True),
     ]
-    ids = adapter.short_ids(["abcdef0123", "abcdef0199", "ffff000011"])
+    ids = discovery.short_ids(["abcdef0123", "abcdef0199", "ffff000011"])
     assert ids == {"abcdef0123": "abcdef012", "abcdef0199": "abcdef019", "ffff000011": "ffff0000"}
 
 
@@ -887,20 +890,20 @@ class ReferenceHistograms:
                 if reset_detected or any(n < b for n, b in zip(now, before, strict=True)):
                     before = (0, 0, 0)
                 a, b, c = (n - p for n, p in zip(now, before, strict=True))
-                into = self.made.setdefault(cmd if cmd in self.top else adapter.OTHER, [0] * 4)
+                into = self.made.setdefault(cmd if cmd in self.top else latency.OTHER, [0] * 4)
                 for i, n in enumerate((a, b, c, a * 1 + b * 50 + c * 5000)):
                     into[i] += n
         self.previous = dict(server)
 
     def series(self) -> dict[str, tuple[list[int], float]]:
         """Per exported series: cumulative counts at every bound and +Inf, and the sum."""
-        names = [*self.top, *([adapter.OTHER] if self.other_used else [])]
+        names = [*self.top, *([latency.OTHER] if self.other_used else [])]
         out = {}
         for name in names:
             at_edges = self.made.get(name, [0, 0, 0, 0])
             cumulative = [
                 sum(n for edge, n in zip(EDGES_USEC, at_edges, strict=False) if edge <= bound)
-                for bound in adapter.COMMAND_BUCKETS_USEC
+                for bound in latency.COMMAND_BUCKETS_USEC
             ]
             out[name] = ([*cumulative, sum(at_edges[:3])], at_edges[3] / 1e6)
         return out
@@ -913,7 +916,7 @@ def test_exported_histograms_match_a_reference_model_whatever_redis_reports(
 ) -> None:
     """Random growth, resets (seen or missed) and top-N changes: every exported series
     holds exactly what the reference model says, bucket by bucket, and never decreases."""
-    hist = adapter.CommandHistograms(top_n)
+    hist = latency.CommandHistograms(top_n)
     model = ReferenceHistograms(top_n)
     server: dict[str, Counts] = {}  # per command: calls at 2 µs, 66 µs, 8454 µs
     previous: dict[tuple[str, int], float] = {}

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from exporter import generate
+from exporter.adapters.redis import catalog as redis_catalog
 from exporter.adapters.s3 import catalog as s3_catalog
 from exporter.generate import catalog, promql, promtests, rules
 from exporter.generate.thresholds import Thresholds, ThresholdsError, load, parse
@@ -565,11 +566,11 @@ def test_recording_rules_are_the_ones_the_issue_lists() -> None:
         catalog.PG_CONN_UTIL,
         catalog.PG_HIT_RATIO,
         catalog.PG_XACT_RATE,
-        *(catalog.REDIS_LATENCY.format(q=q) for q, _ in catalog.QUANTILES),
-        catalog.REDIS_MEM_UTIL,
-        catalog.REDIS_EVICT_RATE,
-        catalog.REDIS_HIT_RATIO,
-        catalog.REDIS_CMD_RATE,
+        *(redis_catalog.REDIS_LATENCY.format(q=q) for q, _ in catalog.QUANTILES),
+        redis_catalog.REDIS_MEM_UTIL,
+        redis_catalog.REDIS_EVICT_RATE,
+        redis_catalog.REDIS_HIT_RATIO,
+        redis_catalog.REDIS_CMD_RATE,
         s3_catalog.S3_CANARY_LATENCY.format(q="p95"),
         s3_catalog.S3_CANARY_FAIL,
         s3_catalog.S3_REQ_RATE,
@@ -591,11 +592,11 @@ def test_recording_rules_are_the_ones_the_issue_lists() -> None:
             )
     # Per node, without role: a failover keeps the series (and a firing alert) alive.
     # maxmemory where set, else the host's memory; never a division by 0.
-    assert records[catalog.REDIS_MEM_UTIL].endswith(
+    assert records[redis_catalog.REDIS_MEM_UTIL].endswith(
         "/ (max without (role) (sparki_redis_memory_max_bytes) > 0"
         " or max without (role) (sparki_redis_system_memory_bytes) > 0)"
     )
-    assert "sum without (cmd, node, role)" in records[catalog.REDIS_LATENCY.format(q="p95")]
+    assert "sum without (cmd, node, role)" in records[redis_catalog.REDIS_LATENCY.format(q="p95")]
 
 
 # --- names against a real scrape ----------------------------------------------------------

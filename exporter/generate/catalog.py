@@ -54,21 +54,8 @@ PG_BLOCKS_RATE = "target_datname:sparki_postgres_blocks_accessed:rate5m"
 PG_HIT_RATIO = "target_datname:sparki_postgres_blocks_hit:ratio_rate5m"
 PG_XACT_RATE = "target_datname:sparki_postgres_transactions:rate5m"
 PG_STMT_RATE = "target_datname:sparki_postgres_statement_duration_seconds:rate5m"
-REDIS_CMD_OBS_RATE = "target:sparki_redis_command_duration_seconds:rate5m"
-REDIS_LATENCY = "target:sparki_redis_command_duration_seconds:{q}_rate5m"
-REDIS_MEM_UTIL = "target:sparki_redis_memory:utilization"
-REDIS_EVICT_RATE = "target:sparki_redis_evicted_keys:rate5m"
-REDIS_LOOKUP_RATE = "target:sparki_redis_keyspace_lookups:rate5m"
-REDIS_HIT_RATIO = "target:sparki_redis_keyspace_hits:ratio_rate5m"
-REDIS_CMD_RATE = "target:sparki_redis_commands_processed:rate5m"
 EXPORTER_UP = f'(up{{job="{EXPORTER_JOB}"}} or absent(up{{job="{EXPORTER_JOB}"}}) * 0)'
 
-_REDIS_EVICTIONS = "rate(sparki_redis_evicted_keys_total[5m])"
-_REDIS_HITS = "rate(sparki_redis_keyspace_hits_total[5m])"
-_REDIS_LOOKUPS = (
-    "sum without (node, role) (rate(sparki_redis_keyspace_hits_total[5m])"
-    " + rate(sparki_redis_keyspace_misses_total[5m]))"
-)
 
 _LEGACY_RECORDINGS: tuple[Recording, ...] = (
     # PostgreSQL
@@ -100,37 +87,6 @@ _LEGACY_RECORDINGS: tuple[Recording, ...] = (
         "postgres",
         PG_XACT_RATE,
         "sum without (outcome) (rate(sparki_postgres_transactions_total[5m]))",
-    ),
-    # Redis. A cluster target's series carry node and role: per-target rules sum them
-    # away; memory stays per node, since each node has its own maxmemory, but without
-    # role, so a failover does not end one series and start another (which would
-    # resolve a firing alert and restart its `for`).
-    *quantiles("redis", "target", "sparki_redis_command_duration_seconds", "5m", "cmd, node, role"),
-    Recording(
-        "redis",
-        REDIS_CMD_OBS_RATE,
-        "sum without (cmd, node, role) (rate(sparki_redis_command_duration_seconds_count[5m]))",
-    ),
-    Recording(
-        "redis",
-        REDIS_MEM_UTIL,
-        # maxmemory where set, else the host's memory (maxmemory 0, Redis' default,
-        # means no limit but the machine's).
-        "max without (role) (sparki_redis_memory_used_bytes)"
-        " / (max without (role) (sparki_redis_memory_max_bytes) > 0"
-        " or max without (role) (sparki_redis_system_memory_bytes) > 0)",
-    ),
-    Recording("redis", REDIS_EVICT_RATE, f"sum without (node, role) ({_REDIS_EVICTIONS})"),
-    Recording("redis", REDIS_LOOKUP_RATE, _REDIS_LOOKUPS),
-    Recording(
-        "redis",
-        REDIS_HIT_RATIO,
-        f"sum without (node, role) ({_REDIS_HITS}) / ({_REDIS_LOOKUPS} > 0)",
-    ),
-    Recording(
-        "redis",
-        REDIS_CMD_RATE,
-        "sum without (node, role) (rate(sparki_redis_commands_processed_total[5m]))",
     ),
 )
 
@@ -398,129 +354,37 @@ _LEGACY_SIGNALS: tuple[Signal, ...] = (
             " it grows with every write until the disk is full."
         ),
     ),
-    Signal(
-        key="redis_command_latency",
-        adapter="redis",
-        alert="SparkiRedisCommandLatencyHigh",
-        title="Redis command latency p95",
-        value=REDIS_LATENCY.format(q="p95"),
-        direction="above",
-        unit="seconds",
-        window_minutes=5,
-        labels=("target",),
-        summary="Redis command latency p95 above [threshold] on {{ $labels.target }}",
-        description=(
-            "The 95th percentile server-side latency over all commands on"
-            " {{ $labels.target }} is [value] (threshold [threshold] for [for])."
-        ),
-        guard=REDIS_CMD_OBS_RATE,
-    ),
-    Signal(
-        key="redis_memory",
-        adapter="redis",
-        alert="SparkiRedisMemoryHigh",
-        title="Redis memory used / maxmemory (or host memory)",
-        value=REDIS_MEM_UTIL,
-        direction="above",
-        unit="ratio",
-        window_minutes=0,
-        labels=("target", "node"),
-        summary="Redis {{ $labels.target }} uses over [threshold] of its memory limit",
-        description=(
-            "Redis {{ $labels.target }} (node {{ $labels.node }}) uses [value] of its"
-            " maxmemory, or of the host's memory where maxmemory is unset (threshold"
-            " [threshold] for [for])."
-        ),
-    ),
-    Signal(
-        key="redis_node_down",
-        adapter="redis",
-        alert="SparkiRedisNodeDown",
-        title="Redis Cluster node reachable",
-        value="max without (role) (sparki_redis_node_up)",
-        direction="below",
-        unit="bool",
-        window_minutes=0,
-        labels=("target", "node"),
-        summary="Redis Cluster node {{ $labels.node }} of {{ $labels.target }} is unreachable",
-        description=(
-            "sparki_redis_node_up is [value] for node {{ $labels.node }} of cluster target"
-            " {{ $labels.target }} for [for]: the target as a whole still polls, but this"
-            " node's slots fail for clients until a replica takes over."
-        ),
-    ),
-    Signal(
-        key="redis_cluster_state",
-        adapter="redis",
-        alert="SparkiRedisClusterStateFail",
-        title="Redis Cluster state ok",
-        value="sparki_redis_cluster_state_ok",
-        direction="below",
-        unit="bool",
-        window_minutes=0,
-        labels=("target",),
-        summary="Redis Cluster {{ $labels.target }} reports cluster_state:fail",
-        description=(
-            "sparki_redis_cluster_state_ok is [value] for [for]: CLUSTER INFO of"
-            " {{ $labels.target }} reports cluster_state other than ok, and the cluster"
-            " refuses queries for at least some slots."
-        ),
-    ),
-    Signal(
-        key="redis_evictions",
-        adapter="redis",
-        alert="SparkiRedisEvictionsHigh",
-        title="Redis evictions",
-        value=REDIS_EVICT_RATE,
-        direction="above",
-        unit="per_second",
-        window_minutes=5,
-        labels=("target",),
-        summary="Redis {{ $labels.target }} evicts keys at over [threshold]",
-        description=(
-            "Redis {{ $labels.target }} evicts keys at [value] (threshold [threshold] for"
-            " [for]): the working set does not fit in maxmemory."
-        ),
-        symptom=False,
-    ),
-    Signal(
-        key="redis_hit_ratio",
-        adapter="redis",
-        alert="SparkiRedisHitRatioLow",
-        title="Redis keyspace hit ratio",
-        value=REDIS_HIT_RATIO,
-        direction="below",
-        unit="ratio",
-        window_minutes=5,
-        labels=("target",),
-        summary="Redis {{ $labels.target }} hit ratio below [threshold]",
-        description=(
-            "Only [value] of key lookups on {{ $labels.target }} hit (threshold [threshold]"
-            " for [for])."
-        ),
-        guard=REDIS_LOOKUP_RATE,
-        symptom=False,
-    ),
 )
 
 # The common signals and recordings live here; each adapter's live in its package's
 # catalog. (Blocks of an adapter still listed here are being moved to its package.)
-RECORDINGS: tuple[Recording, ...] = (
-    *_LEGACY_RECORDINGS,
-    *(r for c in CATALOGS.values() for r in c.RECORDINGS),
+# Grouped by adapter in ADAPTERS order (a legacy block before its package's), so the
+# generated files keep one adapter's signals together wherever a block lives.
+RECORDINGS: tuple[Recording, ...] = tuple(
+    r
+    for a in ADAPTERS
+    for r in (*_LEGACY_RECORDINGS, *(r for c in CATALOGS.values() for r in c.RECORDINGS))
+    if r.adapter == a
 )
-SIGNALS: tuple[Signal, ...] = (*_LEGACY_SIGNALS, *(s for c in CATALOGS.values() for s in c.SIGNALS))
+SIGNALS: tuple[Signal, ...] = tuple(
+    s
+    for a in ADAPTERS
+    for s in (*_LEGACY_SIGNALS, *(s for c in CATALOGS.values() for s in c.SIGNALS))
+    if s.adapter == a
+)
 SIGNALS_BY_KEY = {s.key: s for s in SIGNALS}
 
 # Signals that compare a histogram's percentile with their thresholds: those thresholds
 # must be bucket edges of the histogram (exporter/alert_edges.py, generated).
 _LEGACY_HISTOGRAM_SIGNALS = {
     "postgres_statement_latency": "sparki_postgres_statement_duration_seconds",
-    "redis_command_latency": "sparki_redis_command_duration_seconds",
 }
-HISTOGRAM_SIGNALS = {
+_HISTOGRAM_SIGNALS = {
     **_LEGACY_HISTOGRAM_SIGNALS,
     **{k: m for c in CATALOGS.values() for k, m in c.HISTOGRAM_SIGNALS.items()},
+}
+HISTOGRAM_SIGNALS = {
+    s.key: _HISTOGRAM_SIGNALS[s.key] for s in SIGNALS if s.key in _HISTOGRAM_SIGNALS
 }
 
 

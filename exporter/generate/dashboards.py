@@ -23,6 +23,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dm
 
+from ..adapters.redis import catalog as redis_catalog
 from . import catalog as c
 from .promql import with_matchers
 from .thresholds import Thresholds
@@ -475,14 +476,14 @@ def overview(thresholds: Thresholds) -> dict[str, Any]:
         "Redis command latency p95",
         "s",
         "95th percentile server-side latency over all commands, per target.",
-        [Query(f"{c.REDIS_LATENCY.format(q='p95')}{T}", "{{target}}")],
+        [Query(f"{redis_catalog.REDIS_LATENCY.format(q='p95')}{T}", "{{target}}")],
         signal="redis_command_latency",
     )
     b.graph(
         "Redis memory used",
         "percentunit",
         "used_memory as a share of maxmemory, or of the host's memory where maxmemory is unset.",
-        [Query(f"{c.REDIS_MEM_UTIL}{T}", "{{target}}")],
+        [Query(f"{redis_catalog.REDIS_MEM_UTIL}{T}", "{{target}}")],
         signal="redis_memory",
         maximum=1,
     )
@@ -669,121 +670,8 @@ def postgres(thresholds: Thresholds) -> dict[str, Any]:
     return b.build()
 
 
-def redis(thresholds: Thresholds) -> dict[str, Any]:
-    b = Board(
-        thresholds,
-        "sparki-redis",
-        "Sparki storage / Redis",
-        "Redis and Valkey targets: server-side command latency, memory, evictions, hit "
-        "ratio and throughput.",
-        [datasource_variable(), target_variable("redis")],
-    )
-    common_panels(b, "redis")
-    b.row("Cluster (Redis Cluster targets only)")
-    b.stat(
-        "Cluster nodes up",
-        "none",
-        "1 when the exporter could poll the node; a down node fails its slots' clients"
-        " while the target as a whole still polls.",
-        [Query(f"max without (role) (sparki_redis_node_up{T})", "{{target}} {{node}}")],
-        signal="redis_node_down",
-        width=12,
-        mappings=UP_MAPPINGS,
-    )
-    b.stat(
-        "Cluster state",
-        "none",
-        "1 when CLUSTER INFO reports cluster_state:ok.",
-        [Query(f"sparki_redis_cluster_state_ok{T}", "{{target}}")],
-        signal="redis_cluster_state",
-        width=12,
-        mappings=UP_MAPPINGS,
-    )
-    b.row("Latency")
-    b.graph(
-        "Command latency p50 / p95 / p99",
-        "s",
-        "Server-side latency over all commands, from LATENCY HISTOGRAM.",
-        quantile_queries(c.REDIS_LATENCY, T, "{{target}}"),
-        signal="redis_command_latency",
-    )
-    b.graph(
-        "Command latency p95 by command",
-        "s",
-        "95th percentile per command (the capped set; the rest is 'other').",
-        [
-            Query(
-                "histogram_quantile(0.95, sum by (le, target, cmd) "
-                f"(rate(sparki_redis_command_duration_seconds_bucket{T}[{RATE}])))",
-                "{{target}} {{cmd}}",
-            )
-        ],
-        signal="redis_command_latency",
-    )
-    b.graph(
-        "PING round trip p50 / p95 / p99",
-        "s",
-        "Round trip of the PING the exporter sends every poll, network included.",
-        histogram_quantiles("sparki_redis_probe_duration_seconds", T, "target", "{{target}}"),
-    )
-    b.graph(
-        "Commands",
-        "ops",
-        "Commands processed per second.",
-        [Query(f"{c.REDIS_CMD_RATE}{T}", "{{target}}")],
-    )
-    b.row("Memory and keyspace")
-    b.graph(
-        "Memory used / limit",
-        "percentunit",
-        "used_memory as a share of maxmemory, or of the host's memory where maxmemory is unset.",
-        [Query(f"{c.REDIS_MEM_UTIL}{T}", "{{target}} {{node}}")],
-        signal="redis_memory",
-        maximum=1,
-    )
-    b.graph(
-        "Memory",
-        "bytes",
-        "used_memory and maxmemory (maxmemory only where it is set).",
-        [
-            Query(f"sparki_redis_memory_used_bytes{T}", "{{target}} {{node}} used"),
-            Query(f"sparki_redis_memory_max_bytes{T} > 0", "{{target}} {{node}} maxmemory"),
-        ],
-    )
-    b.graph(
-        "Evictions",
-        "ops",
-        "Keys evicted per second because of maxmemory.",
-        [Query(f"{c.REDIS_EVICT_RATE}{T}", "{{target}}")],
-        signal="redis_evictions",
-    )
-    b.graph(
-        "Keyspace hit ratio",
-        "percentunit",
-        "Share of key lookups that found the key (shown while there are lookups).",
-        [Query(f"{c.REDIS_HIT_RATIO}{T}", "{{target}}")],
-        signal="redis_hit_ratio",
-        minimum=None,
-        maximum=1,
-    )
-    b.graph(
-        "Key lookups",
-        "ops",
-        "Keyspace hits plus misses per second.",
-        [Query(f"{c.REDIS_LOOKUP_RATE}{T}", "{{target}}")],
-    )
-    b.graph(
-        "Connected clients",
-        "short",
-        "Client connections, the exporter's own included.",
-        [Query(f"sparki_redis_connected_clients{T}", "{{target}} {{node}}")],
-    )
-    return b.build()
-
-
 _LEGACY_DASHBOARDS = {
     "dashboards/sparki-postgres.json": postgres,
-    "dashboards/sparki-redis.json": redis,
 }
 
 # The overview is the core's; each adapter's board comes from its catalog's

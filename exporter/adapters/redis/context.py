@@ -16,6 +16,8 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class NodeContext:
     node: str  # the node's label value (its cluster id, short; "" for a single server)
-    role: str | None  # "master" or "replica" (INFO's role, normalised), None if unknown
+    # The node's role label: "primary" or "replica" (CLUSTER NODES' flags in a cluster,
+    # else INFO's role, normalised), "unknown" when neither says.
+    role: str | None
     info: Mapping[str, str]  # this poll's INFO (default sections), parsed
     call: Callable[..., Awaitable[Any]]  # await ctx.call("XINFO", "GROUPS", key)

@@ -18,5 +18,8 @@ ADAPTER = AdapterSpec(
     families=families,
     classify=classify,
     from_env=from_env,
-    description="Redis and Valkey: LATENCY HISTOGRAM latency, memory, keyspace, clients, cluster",
+    description=(
+        "Redis and Valkey: LATENCY HISTOGRAM latency, memory, keyspace, clients, "
+        "replication, persistence, errors, slow log, cluster"
+    ),
 )
