@@ -719,6 +719,9 @@ def redis(thresholds: Thresholds) -> dict[str, Any]:
         "Client connections, the exporter's own included.",
         [Query(f"sparki_redis_connected_clients{T}", "{{target}} {{node}}")],
     )
+    from ..adapters.redis.catalog import keys_rows
+
+    keys_rows(b, thresholds)
     return b.build()
 
 
