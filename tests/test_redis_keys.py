@@ -387,3 +387,62 @@ async def test_ttl_without_memory_usage_permission_still_counts_ttls(
         assert captured_logs().count("MEMORY USAGE refused") == 1
     finally:
         await conn.disconnect()
+
+
+# --- through the exporter ----------------------------------------------------------------
+
+
+async def test_exporter_runs_both_collectors_and_a_refused_one_degrades_alone(
+    redis_factory: Any, start_exporter: Any, now_ms: int
+) -> None:
+    # A monitoring user that may SCAN and read streams but not PTTL: ttl fails, the rest
+    # of the target (and the streams collector) is still exported.
+    rule = "~* resetchannels -@all +ping +info +config|get +client|setname +latency|histogram"
+    user = f"mon on >pw {rule} +scan +time +xlen +xinfo|groups +xpending +xrange"
+    server = redis_factory(users=[user])
+    with server.client() as c:
+        c.set("session:a", "x")
+        add_entries(c, "build:9:logs", [300], now_ms)
+        c.xgroup_create("build:9:logs", "archiver", id="0")
+    keys = {
+        "ttl_policy": {"patterns": DESIGN},
+        "streams": {"patterns": ["build:*:logs"]},
+    }
+    exp = await start_exporter(
+        {
+            "poll_interval": "1s",
+            "poll_timeout": "0.8s",
+            "redis": [
+                server.target("full", **keys),
+                {**server.target("limited", **keys), "username": "mon", "password": "pw"},
+                server.target("plain"),
+            ],
+        }
+    )
+
+    async def polled() -> bool:
+        return (
+            await exp.value(
+                "sparki_redis_ttl_keys_sampled_total", target="full", pattern="session:*"
+            )
+            == 1
+            and await exp.value("sparki_collector_success", target="limited", collector="ttl") == 0
+        )
+
+    await exp.wait_for(polled, 20)
+    assert await exp.value("sparki_up", adapter="redis", target="limited") == 1
+    assert await exp.value("sparki_collector_success", target="limited", collector="streams") == 1
+    age = await exp.value(
+        "sparki_redis_stream_group_undelivered_age_seconds",
+        target="limited",
+        pattern="build:*:logs",
+        group="archiver",
+    )
+    assert age is not None and age >= 300
+    assert await exp.value("sparki_redis_memory_used_bytes", target="limited") is not None
+    assert await exp.value("sparki_collector_success", target="full", collector="ttl") == 1
+    # A target without patterns runs both as no-ops (no command sent): no key metrics.
+    assert await exp.value("sparki_collector_success", target="plain", collector="ttl") == 1
+    assert (
+        await exp.value("sparki_redis_stream_keys", target="plain", pattern="build:*:logs") is None
+    )

@@ -27,6 +27,8 @@ A refused command is retried once a minute, not every poll, to keep ACL LOG quie
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import importlib
 import inspect
 import logging
 import os
@@ -49,6 +51,9 @@ from redis.asyncio.connection import (
 )
 
 from ...adapter import PollError, Reason
+from ...collector import CollectorErrors, CollectorRun, enabled
+from ...collector import families as collector_families
+from ...collector import run as run_collectors
 from ...config import Duration, GlobalConfig, TargetConfig
 from ...logs import kv
 from ...metrics import (
@@ -59,7 +64,10 @@ from ...metrics import (
     Metric,
     histogram_family,
 )
-from .catalog import COLLECTORS
+from .catalog import COLLECTORS, KEYS_COLLECTORS
+from .context import NodeContext
+from .streams import StreamsConfig
+from .ttl import TtlPolicy
 
 log = logging.getLogger("sparki.redis")
 
@@ -195,6 +203,12 @@ class RedisConfig(TargetConfig):
     )
     socket_timeout: Duration | None = Field(
         None, description="connect and read timeout; defaults to half the poll timeout"
+    )
+    ttl_policy: TtlPolicy | None = Field(
+        None, description="TTL conformance: key patterns and their max TTL (ttl collector)"
+    )
+    streams: StreamsConfig | None = Field(
+        None, description="stream key patterns to watch, e.g. build:*:logs (streams collector)"
     )
 
     @field_validator("url")
@@ -541,6 +555,9 @@ class NodeSnapshot:
     commands: tuple[tuple[str, HistogramSnapshot], ...] = ()
     commands_tracked: int | None = None  # unknown without LATENCY HISTOGRAM
     capabilities: tuple[tuple[str, bool], ...] = ()
+    # The design key collectors (ttl, streams): (name, part) and how each did.
+    parts: tuple[tuple[str, Any], ...] = ()
+    runs: tuple[CollectorRun, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -699,7 +716,19 @@ class RedisNode:
                 own_counted = not (disabled or self.tracking_off)
                 self.tracking_off = disabled
                 self._apply_latency(info, parse_latency_histogram(latency_reply), usec, own_counted)
-        return self._snapshot(node, role, info)
+        snapshot = self._snapshot(node, role, info)
+        if not self.target.collectors:
+            return snapshot
+        ctx = NodeContext(node, role, info, self.call, self.pipeline)
+        steps = [(name, _step(c, ctx)) for name, c in self.target.collectors.items()]
+        parts, runs = await run_collectors(steps, _fatal, lambda e: _first_line(e))
+        return dataclasses.replace(snapshot, parts=tuple(parts.items()), runs=runs)
+
+    async def call(self, *args: Any) -> Any:
+        """One command and its reply (a collector's NodeContext.call)."""
+        conn = await self._connection()
+        await conn.send_command(*args, check_health=False)
+        return await conn.read_response()
 
     def _apply_latency(
         self,
@@ -779,6 +808,35 @@ def _own_call_missing(
     )
 
 
+def _step(collector: Any, ctx: NodeContext) -> Any:
+    async def step() -> Any:
+        return await collector.collect(ctx)
+
+    return step
+
+
+def _fatal(exc: BaseException) -> bool:
+    """A lost connection or the deadline fails the poll; anything else one collector."""
+    return isinstance(
+        exc, rexc.ConnectionError | rexc.TimeoutError | TimeoutError | OSError | PollError
+    )
+
+
+def merged_runs(nodes: Sequence[NodeSnapshot]) -> tuple[CollectorRun, ...]:
+    """One run per collector for the target: ok where it was ok on every node polled."""
+    out: dict[str, CollectorRun] = {}
+    for node in nodes:
+        for r in node.runs:
+            seen = out.get(r.name)
+            if seen is None:
+                out[r.name] = r
+            else:
+                out[r.name] = CollectorRun(
+                    r.name, seen.ok and r.ok, max(seen.duration, r.duration), seen.error or r.error
+                )
+    return tuple(out[name] for name in sorted(out))
+
+
 def _int(value: str | None) -> int:
     try:
         return int(float(value)) if value else 0
@@ -807,6 +865,15 @@ class RedisTarget:
         self.seed_id: str | None = None
         self.closing: list[AbstractConnection] = []
         self.reported: dict[str, str | None] = dict.fromkeys(CAPABILITIES)
+        # The design key collectors this target runs (the other sources are not yet
+        # collectors): each module imported only when enabled.
+        names = enabled(KEYS_COLLECTORS, global_config.collectors_for("redis"), config.collectors)
+        self.collectors: dict[str, Any] = {
+            spec.name: importlib.import_module(f"{__package__}.{spec.name}").Collector(config)
+            for spec in KEYS_COLLECTORS
+            if spec.name in names
+        }
+        self.collector_errors = CollectorErrors("redis", config.name)
         self.node_errors: dict[str, str] = {}
         self.addresses = {self.endpoint.host} - {""}
 
@@ -820,6 +887,9 @@ class RedisTarget:
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_timeout,
             "decode_responses": True,
+            # Keys are bytes; one that is not UTF-8 must not fail a SCAN reply, and must
+            # round-trip into the PTTL that follows (the ttl and streams collectors).
+            "encoding_errors": "surrogateescape",
             **NO_CLIENT_SETINFO,
         }
         if self.endpoint.path:
@@ -889,6 +959,7 @@ class RedisTarget:
                 await node.reset()
                 raise
             self._report_capabilities([reading])
+            self.collector_errors.report(reading.runs)
             return RedisSnapshot(
                 self.config.name, False, (reading,), capabilities=reading.capabilities
             )
@@ -991,6 +1062,7 @@ class RedisTarget:
         ids = sorted(self.nodes, key=lambda i: self.labels[i])
         readings = await asyncio.gather(*(self._poll_node(i, deadline) for i in ids))
         self._report_capabilities([r for r in readings if r.up])
+        self.collector_errors.report(merged_runs([r for r in readings if r.up]))
         caps = tuple(
             (name, all(dict(r.capabilities)[name] for r in readings if r.up))
             for name in CAPABILITIES
@@ -1206,6 +1278,13 @@ def families(snap: RedisSnapshot) -> list[Metric]:
     for name, ok in snap.capabilities:
         cap.add_metric(["redis", t, name], 1 if ok else 0)
     out.append(cap)
+    runs = merged_runs(up_nodes)
+    for run_ in runs:
+        parts = [(n.node, dict(n.parts)[run_.name]) for n in up_nodes if run_.name in dict(n.parts)]
+        module = importlib.import_module(f"{__package__}.{run_.name}")
+        out.extend(module.families(parts, t))
+    if runs:
+        out.extend(collector_families("redis", t, runs))
     return out
 
 
