@@ -446,3 +446,21 @@ async def test_exporter_runs_both_collectors_and_a_refused_one_degrades_alone(
     assert (
         await exp.value("sparki_redis_stream_keys", target="plain", pattern="build:*:logs") is None
     )
+
+
+def test_the_shipped_design_example_is_a_valid_config() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from exporter.config import validate
+
+    path = Path(__file__).resolve().parent.parent / "deploy" / "redis-design-keys.yml"
+    target = validate(yaml.safe_load(path.read_text()), {}).redis[0]
+    policy = {r.pattern: r.max_ttl for r in target.ttl_policy.patterns}
+    assert policy["session:*"] == 86400 and policy["perm:*:*"] == 900
+    assert policy["ratelimit:*:*"] == 60 and policy["build:*:logs"] is None
+    assert target.streams.patterns == ("build:*:logs",)
+    # The example's budgets are the defaults the benchmark measured.
+    assert target.ttl_policy.keys_per_poll == ttl.TtlPolicy().keys_per_poll
+    assert target.streams.streams_per_poll == streams.StreamsConfig().streams_per_poll
