@@ -310,9 +310,9 @@ def main() -> None:
     args = parser.parse_args()
     args.start_load = os.getloadavg()[0]
     section = asyncio.run(run(args))
-    print(section)
     if not args.no_write:
         write(section)
+    print(section)
 
 
 if __name__ == "__main__":
