@@ -76,10 +76,10 @@ class TtlPolicy(Strict):
         (), description="first match wins; keys matching none count under pattern=other"
     )
     keys_per_poll: int = Field(
-        200, ge=10, le=100_000, description="keys SCAN reads per poll (and PTTL asks)"
+        100, ge=10, le=100_000, description="keys SCAN reads per poll (and PTTL asks)"
     )
     memory_keys_per_poll: int = Field(
-        20, ge=0, le=10_000, description="of those, keys whose MEMORY USAGE is asked"
+        10, ge=0, le=10_000, description="of those, keys whose MEMORY USAGE is asked"
     )
     memory_samples: int = Field(
         5,
