@@ -468,3 +468,46 @@ def test_the_shipped_design_example_is_a_valid_config() -> None:
     # The example's budgets are the defaults the benchmark measured.
     assert target.ttl_policy.keys_per_poll == ttl.TtlPolicy().keys_per_poll
     assert target.streams.streams_per_poll == streams.StreamsConfig().streams_per_poll
+
+
+async def test_cluster_primaries_are_sampled_each_with_its_cursor_replicas_skipped(
+    redis_cluster: Any, start_exporter: Any
+) -> None:
+    import redis as redis_py
+
+    startup = [redis_py.cluster.ClusterNode("127.0.0.1", n.port) for n in redis_cluster.nodes]
+    with redis_py.RedisCluster(startup_nodes=startup, decode_responses=True) as c:
+        for i in range(60):
+            c.set(f"session:{i}", "t", ex=86400 if i % 6 else None)  # 10 without TTL
+    replica = redis_cluster.add_replica(of=0)
+    ids = {n.node_id()[:8] for n in redis_cluster.nodes}
+    policy = {"patterns": DESIGN, "keys_per_poll": 10}
+    exp = await start_exporter(
+        {
+            "poll_interval": "1s",
+            "poll_timeout": "0.8s",
+            "redis": [redis_cluster.target("cl", ttl_policy=policy)],
+        }
+    )
+
+    async def one_pass_everywhere() -> bool:
+        passes = await exp.samples("sparki_redis_ttl_scan_passes_total", target="cl")
+        return {s.labels["node"] for s in passes} == ids and all(s.value >= 1 for s in passes)
+
+    await exp.wait_for(one_pass_everywhere, 40)
+    sampled = await exp.samples(
+        "sparki_redis_ttl_keys_sampled_total", target="cl", pattern="session:*"
+    )
+    # Every primary sampled its own keys; the replica (same keys as its primary) none.
+    assert {s.labels["node"] for s in sampled} == ids
+    assert replica.node_id()[:8] not in {s.labels["node"] for s in sampled}
+    assert all("role" not in s.labels for s in sampled)
+    without = await exp.samples(
+        "sparki_redis_ttl_keys_without_ttl_total", target="cl", pattern="session:*"
+    )
+    # At least one full pass on each primary: every key counted at least once; the
+    # shares (the alerts' input) are those of the keyspace.
+    assert sum(s.value for s in sampled) >= 60
+    share = sum(s.value for s in without) / sum(s.value for s in sampled)
+    assert 0.1 <= share <= 0.25
+    assert await exp.value("sparki_collector_success", target="cl", collector="ttl") == 1
