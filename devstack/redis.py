@@ -318,3 +318,48 @@ class SlowScript:
 
     def __call__(self) -> None:
         self.client.eval(_BUSY_SCRIPT, 0, self.iterations)
+
+
+def node_context(conn: Any, node: str = "", role: str | None = None) -> Any:
+    """A Redis collector's NodeContext over one redis.asyncio ``Connection``.
+
+    ``call`` and ``pipeline`` behave as the target's: one command and its reply (an
+    error reply raises), or several in one round trip with error replies returned in
+    their place. For tests and benchmarks of a collector without a whole target.
+    """
+    from redis import exceptions as rexc
+
+    from exporter.adapters.redis.context import NodeContext
+
+    async def call(*args: Any) -> Any:
+        await conn.send_command(*args, check_health=False)
+        return await conn.read_response()
+
+    async def pipeline(*commands: tuple[Any, ...]) -> list[Any]:
+        await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        out: list[Any] = []
+        for _ in commands:
+            try:
+                out.append(await conn.read_response())
+            except rexc.ResponseError as exc:
+                out.append(exc)
+        return out
+
+    return NodeContext(node=node, role=role, info={}, call=call, pipeline=pipeline)
+
+
+async def async_connection(server: RedisServer) -> Any:
+    """A connected redis.asyncio Connection to ``server`` as the exporter opens one
+    (decoded replies; bytes that are not UTF-8 kept as surrogates, so they round-trip)."""
+    from redis.asyncio.connection import Connection
+
+    conn = Connection(
+        host="127.0.0.1",
+        port=server.port,
+        password=server.password,
+        decode_responses=True,
+        encoding_errors="surrogateescape",
+        socket_timeout=10,
+    )
+    await conn.connect()  # type: ignore[no-untyped-call]
+    return conn

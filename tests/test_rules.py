@@ -619,7 +619,14 @@ async def real_scrape_names(
                 {"name": "pg", "dsn": pg.dsn(), "expected_standbys": 1},
                 {"name": "pg-standby", "dsn": standby.dsn()},
             ],
-            "redis": [redis_server.target("cache")],
+            "redis": [
+                redis_server.target(
+                    "cache",
+                    # The design key collectors run only where patterns are configured.
+                    ttl_policy={"patterns": [{"pattern": "session:*", "max_ttl": "24h"}]},
+                    streams={"patterns": ["build:*:logs"]},
+                )
+            ],
             # CloudWatch (moto's) on, since the S3 board reads its latency gauge.
             "s3": [
                 s3_server.target(
@@ -629,17 +636,32 @@ async def real_scrape_names(
             ],
         }
     )
-    targets = (("postgres", "pg"), ("postgres", "pg-standby"), ("redis", "cache"), ("s3", "store"))
-    for adapter, name in targets:
-        await exp.wait_for(
-            lambda a=adapter, n=name: exp.value("sparki_up", adapter=a, target=n),
-            timeout=60,
+    # A build-log stream with a consumer group, so the per-group series exist.
+    stream = "build:real-scrape-names:logs"
+    with redis_server.client() as c:
+        c.xadd(stream, {"line": "x"})
+        c.xgroup_create(stream, "archiver", id="0")
+    try:
+        targets = (
+            ("postgres", "pg"),
+            ("postgres", "pg-standby"),
+            ("redis", "cache"),
+            ("s3", "store"),
         )
-    # Some statements between two polls, so the latency histogram has observations.
-    for _ in range(20):
-        await asyncio.to_thread(pg.sql, "SELECT count(*) FROM pg_class")
-    await exp.polls("postgres", "pg", 2)
-    return promql.exposition_names(await exp.scrape())
+        for adapter, name in targets:
+            await exp.wait_for(
+                lambda a=adapter, n=name: exp.value("sparki_up", adapter=a, target=n),
+                timeout=60,
+            )
+        # Some statements between two polls, so the latency histogram has observations.
+        for _ in range(20):
+            await asyncio.to_thread(pg.sql, "SELECT count(*) FROM pg_class")
+        await exp.polls("postgres", "pg", 2)
+        await exp.polls("redis", "cache", 2)
+        return promql.exposition_names(await exp.scrape())
+    finally:
+        with redis_server.client() as c:
+            c.delete(stream)
 
 
 async def test_rule_metric_names_are_in_a_real_scrape(

@@ -17,6 +17,8 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from ...config import Duration, TargetConfig
 from .catalog import COLLECTORS
+from .streams import StreamsConfig
+from .ttl import TtlPolicy
 
 # --- configuration -----------------------------------------------------------------------
 
@@ -103,6 +105,12 @@ class RedisConfig(TargetConfig):
         ge=1,
         le=500,
         description="error prefixes with their own series (errorstats); the rest is other",
+    )
+    ttl_policy: TtlPolicy | None = Field(
+        None, description="TTL conformance: key patterns and their max TTL (ttl collector)"
+    )
+    streams: StreamsConfig | None = Field(
+        None, description="stream key patterns to watch, e.g. build:*:logs (streams collector)"
     )
 
     @field_validator("url")

@@ -4,6 +4,9 @@ The target opens the node's connection, reads INFO once (every collector that ne
 INFO field reads it from here rather than asking again) and hands each enabled
 collector a :class:`NodeContext`. ``call`` sends one command on the node's connection
 and returns its reply; the poll deadline bounds it, as it bounds the whole poll.
+``pipeline`` (optional) sends several commands in one round trip and returns their
+replies in order, an error reply as the exception in its place (the key collectors
+send hundreds of PTTL per poll; one round trip each would cost milliseconds).
 """
 
 from __future__ import annotations
@@ -21,3 +24,5 @@ class NodeContext:
     role: str | None
     info: Mapping[str, str]  # this poll's INFO (default sections), parsed
     call: Callable[..., Awaitable[Any]]  # await ctx.call("XINFO", "GROUPS", key)
+    # await ctx.pipeline(("PTTL", k1), ("PTTL", k2)) -> [reply or exception, ...]
+    pipeline: Callable[..., Awaitable[list[Any]]] | None = None

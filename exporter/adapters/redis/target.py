@@ -207,7 +207,13 @@ class RedisNode:
         info = parse_info(text(replies[0]))
         if role is None:
             role = {"master": "primary", "slave": "replica"}.get(info.get("role", ""), "unknown")
-        ctx = NodeContext(node=node, role=role, info=MappingProxyType(info), call=self.call)
+        ctx = NodeContext(
+            node=node,
+            role=role,
+            info=MappingProxyType(info),
+            call=self.call,
+            pipeline=self.pipeline,
+        )
         parts, runs = await collector.run(
             [(name, functools.partial(c.collect, ctx)) for name, c in self.target.collectors],
             fatal,
@@ -281,6 +287,9 @@ class RedisTarget:
             "socket_timeout": self.socket_timeout,
             "socket_connect_timeout": self.socket_timeout,
             "decode_responses": True,
+            # A key that is not UTF-8 (SCAN of the ttl/streams collectors) must not
+            # break the reply: it decodes with surrogates instead of raising.
+            "encoding_errors": "surrogateescape",
             **NO_CLIENT_SETINFO,
         }
         if self.endpoint.path:
