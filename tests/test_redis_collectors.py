@@ -340,7 +340,9 @@ async def test_cluster_nodes_carry_node_and_role_on_collector_families(
     assert [s.labels["replica"] for s in lag] == ["slave0"]
     # One success series per collector for the whole target.
     runs = await exp.samples("sparki_collector_success", adapter="redis", target="cl")
-    assert len(runs) == len({s.labels["collector"] for s in runs}) == 8
+    from exporter.adapters.redis.catalog import COLLECTORS
+
+    assert len(runs) == len({s.labels["collector"] for s in runs}) == len(COLLECTORS)
     assert all(s.value == 1 for s in runs), runs
     text = await exp.scrape()
     for node in [*redis_cluster.nodes, replica]:
