@@ -248,8 +248,8 @@ async def _serve(
     reloads: set[asyncio.Task[object]] = set()
 
     def on_hup() -> None:
-        log.info("SIGHUP: reloading the configuration")
-        task: asyncio.Task[object] = asyncio.ensure_future(exporter.reload())
+        log.info("SIGHUP: reloading the configuration and the web config")
+        task: asyncio.Task[object] = asyncio.ensure_future(exporter.reload_all())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
         task.add_done_callback(_report_reload_crash)
