@@ -162,13 +162,12 @@ def check_config(argv: Sequence[str]) -> int:
     from .config import ConfigError, load
 
     failed = False
+    # Every problem of both files in one run: validation does not stop at the first.
     try:
         config = load(args.file)
     except ConfigError as exc:
         for line in exc.lines():
-            # YAML errors already start with the file's name (they are logged as is).
-            shown = line if line.startswith(f"{args.file}: ") else f"{args.file}: {line}"
-            print(shown, file=sys.stderr)
+            print(f"{args.file}: {line}", file=sys.stderr)
         failed = True
     if args.web_config:
         from .webconfig import load_web_config
@@ -177,8 +176,7 @@ def check_config(argv: Sequence[str]) -> int:
             web = load_web_config(args.web_config)
         except ConfigError as exc:
             for line in exc.lines():
-                prefix = f"{args.web_config}: "
-                print(line if line.startswith(prefix) else prefix + line, file=sys.stderr)
+                print(f"{args.web_config}: {line}", file=sys.stderr)
             failed = True
         else:
             print(
@@ -223,13 +221,17 @@ async def _serve(
             web_config = load_web_config(args.web_config)
         except ConfigError as exc:
             for line in exc.lines():
-                log.error("invalid web configuration", extra={"kv": {"problem": line}})
+                log.error(
+                    "invalid web configuration",
+                    extra={"kv": {"file": args.web_config, "problem": line}},
+                )
             return EXIT_CONFIG
     exporter = Exporter(
         config,
         args.telemetry_path,
         web_config=web_config,
         loader=partial(load, args.config) if args.config else None,
+        config_file=args.config,
         enable_lifecycle=args.enable_lifecycle,
         observer=tracing_from_environment(),
         log_flags=(args.log_level, args.log_format),
@@ -279,8 +281,9 @@ def serve(argv: Sequence[str]) -> int:
     try:
         config = load(args.config) if args.config else from_environment()
     except ConfigError as exc:
+        where = {"file": args.config} if args.config else {}
         for line in exc.lines():
-            log.error("invalid configuration", extra={"kv": {"problem": line}})
+            log.error("invalid configuration", extra={"kv": {**where, "problem": line}})
         return EXIT_CONFIG
     setup(args.log_level or config.log.level, args.log_format or config.log.format)
     from .listen import parse_listen_address

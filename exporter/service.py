@@ -80,8 +80,10 @@ class Exporter:
         log_flags: tuple[str | None, str | None] = (None, None),
         shard: Shard | None = None,
         limits: ServerLimits | None = None,
+        config_file: str | None = None,
     ) -> None:
         self.config = config
+        self.config_file = config_file
         self.shard = shard
         self.limits = limits or ServerLimits()
         self.observer = observer
@@ -239,10 +241,11 @@ class Exporter:
                 config = await loop.run_in_executor(self._reload_executor, self.loader)
             except ConfigError as exc:
                 problems = exc.lines()
+                where = {"file": self.config_file} if self.config_file else {}
                 for line in problems:
                     log.error(
                         "reload refused, keeping the running configuration",
-                        extra=kv(problem=line),
+                        extra=kv(**where, problem=line),
                     )
                 self.web.reload_success = False
                 return False, problems

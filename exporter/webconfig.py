@@ -388,7 +388,7 @@ def validate_web(data: Any, base: Path, path: str | None = None) -> LoadedWebCon
     try:
         config = WebConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_nested_paths(_problems_from(exc))) from None
+        raise ConfigError(_nested_paths(_problems_from(exc, WebConfig))) from None
     if config.basic_auth_users:
         try:
             import bcrypt  # noqa: F401  (checked now: a missing package must not be a 500 later)
@@ -410,7 +410,7 @@ def load_web_config(path: str | os.PathLike[str]) -> LoadedWebConfig:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         why = getattr(exc, "strerror", None) or "not UTF-8 text"
-        raise ConfigError([("", f"cannot read web config file {path}: {why}")]) from None
+        raise ConfigError([("", f"cannot read the file: {why}")]) from None
     data = parse_yaml(text, path)
     return validate_web(data, Path(path).resolve().parent, str(path))
 
