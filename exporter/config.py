@@ -425,8 +425,9 @@ def friendly(err: Mapping[str, Any]) -> str:
         "too_long": "must have at most {max_length} items",
     }
     if kind in bounds:
+        shown = {k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
         try:
-            return bounds[kind].format(**ctx)
+            return bounds[kind].format(**shown)
         except (KeyError, IndexError):
             pass
     msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")

@@ -56,7 +56,14 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from .config import ConfigError, Strict, _problems_from, parse_duration, parse_yaml
+from .config import (
+    ConfigError,
+    Strict,
+    _problems_from,
+    parse_duration,
+    parse_yaml,
+    unknown_key,
+)
 
 ClientAuth = Literal[
     "NoClientCert",
@@ -380,6 +387,32 @@ def _nested_paths(problems: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
+def _every_problem(data: dict[Any, Any]) -> list[tuple[str, str]]:
+    """Each section validated on its own (and the refused TLS keys apart from the
+    others), so one check-config run lists every problem of the file."""
+    problems: list[tuple[str, str]] = []
+    for key in data:
+        if key not in WebConfig.model_fields:
+            problems.append((str(key), unknown_key(str(key), WebConfig.model_fields)))
+    for name in WebConfig.model_fields:
+        if name not in data:
+            continue
+        value = data[name]
+        if name == "tls_server_config" and isinstance(value, dict):
+            refused = [key for key in _UNSUPPORTED_TLS if key in value]
+            try:
+                TLSServerConfig.model_validate({key: value[key] for key in refused})
+            except ValidationError as exc:
+                problems += _nested_paths(_problems_from(exc, WebConfig, name))
+            value = {k: v for k, v in value.items() if k not in refused}
+        try:
+            WebConfig.model_validate({name: value})
+        except ValidationError as exc:
+            found = _nested_paths(_problems_from(exc, WebConfig))
+            problems += [p for p in found if p not in problems]
+    return problems
+
+
 def validate_web(data: Any, base: Path, path: str | None = None) -> LoadedWebConfig:
     if data is None:
         data = {}
@@ -388,7 +421,8 @@ def validate_web(data: Any, base: Path, path: str | None = None) -> LoadedWebCon
     try:
         config = WebConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_nested_paths(_problems_from(exc, WebConfig))) from None
+        problems = _every_problem(data) or _nested_paths(_problems_from(exc, WebConfig))
+        raise ConfigError(problems) from None
     if config.basic_auth_users:
         try:
             import bcrypt  # noqa: F401  (checked now: a missing package must not be a 500 later)

@@ -676,3 +676,34 @@ def test_sighup_reloads_the_web_config(tmp_path: Path, pg_primary: PgCluster) ->
         assert "web config reloaded" in p.log.read_text()
     finally:
         p.stop()
+
+
+def test_every_web_config_problem_in_one_run(tmp_path: Path) -> None:
+    """A refused TLS key, a bad value beside it, problems in every other section and
+    misspelt keys: all reported at once, with the nearest key for the misspelt ones."""
+    web = write(
+        tmp_path / "web.yml",
+        "tls_server_config:\n  cert_file: a.crt\n  curve_preferences: [X25519]\n"
+        "  min_version: TLS14\n"
+        "basic_auth_users:\n  alice: hunter2\n"
+        "rate_limit: {interval: 1s}\n"
+        "http_server_config: {headers: {Server: x}, htp2: true}\n"
+        "basic_auth_user: {}\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_web_config(web)
+    found = dict(err.value.problems)
+    assert set(found) == {
+        "basic_auth_user",
+        "tls_server_config.curve_preferences",
+        "tls_server_config.min_version",
+        "http_server_config.headers",
+        "http_server_config.htp2",
+        "basic_auth_users.alice",
+        "rate_limit.burst",
+    }, err.value.problems
+    assert found["basic_auth_user"] == "unknown key; did you mean basic_auth_users?"
+    assert found["http_server_config.htp2"] == "unknown key; did you mean http2?"
+    assert found["tls_server_config.min_version"] == "must be one of TLS10, TLS11, TLS12, TLS13"
+    assert "exporter-toolkit v0.14" in found["tls_server_config.curve_preferences"]
+    assert "hunter2" not in str(err.value)
