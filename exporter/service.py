@@ -286,6 +286,11 @@ class Exporter:
         path = current.path
         async with self._reload_lock:
             loop = asyncio.get_running_loop()
+            # The files' state before they are read: what the watcher compares with next,
+            # so a reload by SIGHUP is not repeated by the watcher, and a change made
+            # while reading is still seen.
+            before = await loop.run_in_executor(self._reload_executor, fingerprint, current.files)
+            self._web_seen = before
             try:
                 new = await loop.run_in_executor(self._reload_executor, load_web_config, path)
                 if (new.ssl_context is None) != (current.ssl_context is None):
@@ -325,6 +330,10 @@ class Exporter:
             self.security.limiter = fresh.limiter
             self.security.allowed_sans = fresh.allowed_sans
             self.web_config = new
+            if new.files != current.files:  # other files named: watch those from now on
+                self._web_seen = await loop.run_in_executor(
+                    self._reload_executor, fingerprint, new.files
+                )
             self.web.web_reload_success = True
             self.web.web_reload_success_time = time.time()
             log.info(
@@ -355,14 +364,8 @@ class Exporter:
                 return
             if seen == self._web_seen:
                 continue
-            self._web_seen = seen
             log.info("web config files changed, reloading", extra=kv(file=web_config.path))
             await self.reload_web()
-            if self.web_config is not None and self.web_config.files != web_config.files:
-                # The new config names other files: watch those from now on.
-                self._web_seen = await loop.run_in_executor(
-                    self._reload_executor, fingerprint, self.web_config.files
-                )
 
     async def apply(self, config: RootConfig) -> None:
         """Swap in a validated configuration, keeping the runners of unchanged targets."""
