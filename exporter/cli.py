@@ -304,7 +304,8 @@ def healthcheck(argv: Sequence[str]) -> int:
 
     Tries HTTP, then HTTPS without verifying the certificate (it is our own process on
     loopback). A 401 counts as alive: with basic auth on, /healthz asks for credentials
-    like every path, and the HTTP server answering is what liveness means.
+    like every path, and the HTTP server answering is what liveness means; so does a
+    429 from the web config's rate_limit.
     """
     p = argparse.ArgumentParser(prog="sparki-exporter healthcheck")
     p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN)
@@ -334,7 +335,7 @@ def healthcheck(argv: Sequence[str]) -> int:
                     return 0
                 last = f"{url}: HTTP {resp.status}"
         except urllib.error.HTTPError as exc:
-            if exc.code == 401:
+            if exc.code in (401, 429):  # basic auth on, or the web config's rate_limit
                 return 0
             last = f"{url}: HTTP {exc.code}"
         except (OSError, ValueError, http.client.HTTPException) as exc:

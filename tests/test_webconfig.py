@@ -627,6 +627,23 @@ async def test_rate_limit_answers_429_beyond_the_burst(web_exporter, tmp_path: P
         statuses.append((status, headers.get("Retry-After")))
     assert [s for s, _ in statuses] == [200, 200, 200, 429, 429], statuses
     assert 1 <= int(statuses[3][1] or 0) <= 10
+    # Docker's HEALTHCHECK still sees a live server while the bucket is empty.
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "healthcheck",
+            "--web.listen-address",
+            f"127.0.0.1:{exp.port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (await fetch(base + "/healthz"))[0] == 429
     # A reload that lifts the limit applies to the next request.
     write(web, "rate_limit:\n  interval: 0\n")
     ok, problems = await exp.reload_web()
