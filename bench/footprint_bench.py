@@ -14,7 +14,10 @@ Each is scraped once a second for ``--seconds`` (default 30) after it is ready; 
 (VmRSS) and peak RSS (VmHWM) are read from /proc at the end. Results go to stdout
 and, with --write, to the ``## Footprint`` section of docs/benchmarks.md.
 
-Run from the repository root:  python bench/footprint_bench.py [--before ../main] [--write]
+Run from the repository root:
+
+    .venv/bin/python bench/footprint_bench.py [--before ../main] [--write]
+
 Loopback only; every wait is bounded; the processes and the cluster go on every exit.
 """
 
@@ -152,7 +155,8 @@ def main() -> int:
         SECTION,
         "",
         f"Run on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC with "
-        f"`python bench/footprint_bench.py{' --before CHECKOUT' if args.before else ''}`: "
+        "`.venv/bin/python bench/footprint_bench.py"
+        f"{' --before CHECKOUT' if args.before else ''}`: "
         f"{platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, Python {platform.python_version()}, anchor {version_line}. "
         f"One PostgreSQL 15 cluster with pg_stat_statements; each exporter has one target on "

@@ -16,9 +16,9 @@ by initdb, a redis-server, a moto S3 server in its own process), all on loopback
 Each scenario's results are kept in bench/results/load.json, so scenarios can be run
 separately (the soak takes long) and the section always shows the latest of each::
 
-    python bench/load_bench.py                       # scrapers and targets, ~4 min
-    python bench/load_bench.py --only soak           # 30 min
-    python bench/load_bench.py --only soak --soak-seconds 600
+    .venv/bin/python bench/load_bench.py                       # scrapers and targets, ~4 min
+    .venv/bin/python bench/load_bench.py --only soak           # 30 min
+    .venv/bin/python bench/load_bench.py --only soak --soak-seconds 600
 """
 
 from __future__ import annotations
@@ -394,8 +394,8 @@ def section(results: dict[str, Any]) -> str:
         "of each):",
         "",
         "```",
-        "python bench/load_bench.py                  # scrapers and targets, ~4 minutes",
-        "python bench/load_bench.py --only soak      # the 30-minute soak",
+        ".venv/bin/python bench/load_bench.py                  # scrapers and targets, ~4 minutes",
+        ".venv/bin/python bench/load_bench.py --only soak      # the 30-minute soak",
         "```",
         "",
     ]

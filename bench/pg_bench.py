@@ -22,7 +22,7 @@ three exporters (same conditions for all), first without and then with gzip (as
 Prometheus asks). Results go to stdout and, unless --no-write, to the
 ``## PostgreSQL`` section of docs/benchmarks.md (other sections are left alone).
 
-Run from the repository root:  python bench/pg_bench.py
+Run from the repository root:  .venv/bin/python bench/pg_bench.py
 Not part of the test suite. Loopback only; every loop is bounded; subprocesses are
 stopped and the cluster is destroyed on every exit path.
 """
@@ -763,7 +763,7 @@ def aims(results: dict[str, Any]) -> list[str]:
 
 
 def command_line(args: argparse.Namespace) -> str:
-    cmd = "python bench/pg_bench.py"
+    cmd = ".venv/bin/python bench/pg_bench.py"
     defaults = vars(parser().parse_args([]))
     for key, value in vars(args).items():
         if key in ("no_write", "json", "from_json", "wait_quiet") or value == defaults.get(key):

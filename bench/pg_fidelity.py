@@ -23,7 +23,7 @@ pg_stat_statements, on the same buckets. The alert band is ok (< 50 ms), warning
 Goal: the band agrees in every workload, and the estimated p95 is within 25 % of the
 truth or inside the bucket that holds it.
 
-Run from the repository root:  python bench/pg_fidelity.py   (about two minutes)
+Run from the repository root:  .venv/bin/python bench/pg_fidelity.py   (about two minutes)
 Results go to stdout and, unless --no-write, to the ``## PostgreSQL latency fidelity``
 section of docs/benchmarks.md. Loopback only; the exporter is stopped and the cluster
 destroyed on every exit path.
@@ -324,7 +324,7 @@ def main() -> int:
     if not args.no_write:
         write_doc(
             f"{SECTION}\n\n"
-            f"`python bench/pg_fidelity.py` (load {args.seconds:.0f} s, 1 s polls, "
+            f"`.venv/bin/python bench/pg_fidelity.py` (load {args.seconds:.0f} s, 1 s polls, "
             f"PostgreSQL {args.major or 'Debian'}; 2 shared cores). True quantiles are "
             "the client's timings of every call (they include the loopback round trip, "
             "about 0.1 ms, which pg_stat_statements does not); estimates are "

@@ -19,7 +19,7 @@ commandstats), each alone with the workload paused.
 Results go to stdout and, unless ``--no-write``, to the ``## Redis`` section of
 docs/benchmarks.md (other sections are left alone).
 
-Run from the repository root:  python bench/redis_bench.py
+Run from the repository root:  .venv/bin/python bench/redis_bench.py
 Not part of the test suite. Loopback only; every loop is bounded; subprocesses are
 stopped and the server is destroyed on every exit path.
 """
@@ -446,7 +446,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
         "knobs, `--no-write` leaves this file alone):",
         "",
         "```",
-        "python bench/redis_bench.py",
+        ".venv/bin/python bench/redis_bench.py",
         "```",
         "",
         f"Scenario: one redis-server, a light mixed workload from one client (19 command "

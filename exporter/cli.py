@@ -179,13 +179,12 @@ def check_config(argv: Sequence[str]) -> int:
     from .config import ConfigError, load
 
     failed = False
+    # Every problem of both files in one run: validation does not stop at the first.
     try:
         config = load(args.file)
     except ConfigError as exc:
         for line in exc.lines():
-            # YAML errors already start with the file's name (they are logged as is).
-            shown = line if line.startswith(f"{args.file}: ") else f"{args.file}: {line}"
-            print(shown, file=sys.stderr)
+            print(f"{args.file}: {line}", file=sys.stderr)
         failed = True
     if args.web_config:
         from .webconfig import load_web_config
@@ -194,8 +193,7 @@ def check_config(argv: Sequence[str]) -> int:
             web = load_web_config(args.web_config)
         except ConfigError as exc:
             for line in exc.lines():
-                prefix = f"{args.web_config}: "
-                print(line if line.startswith(prefix) else prefix + line, file=sys.stderr)
+                print(f"{args.web_config}: {line}", file=sys.stderr)
             failed = True
         else:
             print(
@@ -240,7 +238,10 @@ async def _serve(
             web_config = load_web_config(args.web_config)
         except ConfigError as exc:
             for line in exc.lines():
-                log.error("invalid web configuration", extra={"kv": {"problem": line}})
+                log.error(
+                    "invalid web configuration",
+                    extra={"kv": {"file": args.web_config, "problem": line}},
+                )
             return EXIT_CONFIG
     exporter = Exporter(
         config,
@@ -249,6 +250,7 @@ async def _serve(
         loader=partial(_load_with_flags, args.config, args.collector_flags)
         if args.config
         else None,
+        config_file=args.config,
         enable_lifecycle=args.enable_lifecycle,
         observer=tracing_from_environment(),
         log_flags=(args.log_level, args.log_format),
@@ -267,8 +269,8 @@ async def _serve(
     reloads: set[asyncio.Task[object]] = set()
 
     def on_hup() -> None:
-        log.info("SIGHUP: reloading the configuration")
-        task: asyncio.Task[object] = asyncio.ensure_future(exporter.reload())
+        log.info("SIGHUP: reloading the configuration and the web config")
+        task: asyncio.Task[object] = asyncio.ensure_future(exporter.reload_all())
         reloads.add(task)
         task.add_done_callback(reloads.discard)
         task.add_done_callback(_report_reload_crash)
@@ -331,8 +333,9 @@ def serve(argv: Sequence[str]) -> int:
         config = _load_with_flags(args.config, flags) if args.config else from_environment()
         config = with_collector_flags(config, flags)
     except ConfigError as exc:
+        where = {"file": args.config} if args.config else {}
         for line in exc.lines():
-            log.error("invalid configuration", extra={"kv": {"problem": line}})
+            log.error("invalid configuration", extra={"kv": {**where, "problem": line}})
         return EXIT_CONFIG
     setup(args.log_level or config.log.level, args.log_format or config.log.format)
     from .listen import parse_listen_address
@@ -353,7 +356,8 @@ def healthcheck(argv: Sequence[str]) -> int:
 
     Tries HTTP, then HTTPS without verifying the certificate (it is our own process on
     loopback). A 401 counts as alive: with basic auth on, /healthz asks for credentials
-    like every path, and the HTTP server answering is what liveness means.
+    like every path, and the HTTP server answering is what liveness means; so does a
+    429 from the web config's rate_limit.
     """
     p = argparse.ArgumentParser(prog="sparki-exporter healthcheck")
     p.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN)
@@ -383,7 +387,7 @@ def healthcheck(argv: Sequence[str]) -> int:
                     return 0
                 last = f"{url}: HTTP {resp.status}"
         except urllib.error.HTTPError as exc:
-            if exc.code == 401:
+            if exc.code in (401, 429):  # basic auth on, or the web config's rate_limit
                 return 0
             last = f"{url}: HTTP {exc.code}"
         except (OSError, ValueError, http.client.HTTPException) as exc:

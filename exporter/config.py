@@ -10,9 +10,12 @@ messages never echo input values: a mistyped key might be a password.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import math
 import os
 import re
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -111,6 +114,39 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_NAME = re.compile(TARGET_NAME)
+_HOST_PORT = re.compile(r"^(\[[^\]]*\]|[^:\s]*):\d{1,5}$")
+
+
+def looks_like_address(value: str) -> bool:
+    """True for host:port, an IP address, a URL or user@host: what a name must not be."""
+    if "@" in value or "/" in value or _HOST_PORT.match(value):
+        return True
+    try:
+        ipaddress.ip_address(value.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def check_target_name(value: str) -> str:
+    """A target's name is its ``target`` label and what /probe takes: never an address
+    (the label would change when the server moves, and would publish where it is)."""
+    if looks_like_address(value):
+        raise ValueError(
+            "must be a name, not an address (host:port, IP address, URL or user@host): it "
+            "is the `target` label; the address goes in dsn, url or endpoint_url"
+        )
+    if not _NAME.match(value):
+        raise ValueError(
+            "must be 1 to 63 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+TargetName = Annotated[str, AfterValidator(check_target_name)]
+
+
 class TargetConfig(Strict):
     """Fields every target of every adapter has.
 
@@ -119,7 +155,7 @@ class TargetConfig(Strict):
     how Kubernetes and Docker secrets are mounted.
     """
 
-    name: str = Field(pattern=TARGET_NAME, description="label value `target`; never an address")
+    name: TargetName = Field(description="label value `target`; never an address")
     poll_interval: Duration | None = None
     poll_timeout: Duration | None = None
     collectors: dict[str, bool] = Field(
@@ -154,9 +190,9 @@ class TargetConfig(Strict):
                 continue
             path = data.pop(key)
             if field in data and data[field] is not None:
-                raise ValueError(f"set either {field} or {key}, not both")
+                raise ValueError(f"{key}: set either {field} or {key}, not both")
             if not isinstance(path, str) or not path:
-                raise ValueError(f"{key} must be a file path")
+                raise ValueError(f"{key}: must be a file path")
             try:
                 data[field] = Path(path).read_text(encoding="utf-8").rstrip("\r\n")
             except OSError as exc:
@@ -203,27 +239,44 @@ class GlobalConfig(Strict):
         return target.poll_timeout or self.poll_timeout
 
 
+NO_TARGETS = "no targets configured: add a postgres, redis or s3 section"
+
+
+def cross_problems(
+    globals_: GlobalConfig, placed: Iterable[tuple[str, int, TargetConfig]]
+) -> list[tuple[str, str]]:
+    """Problems between targets, or between a target and the globals: a name given
+    twice in a section, a timeout not shorter than the interval."""
+    problems: list[tuple[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    for section, i, target in placed:
+        if (section, target.name) in seen:
+            problems.append((f"{section}.{i}.name", f"duplicate target name {target.name!r}"))
+        seen.add((section, target.name))
+        timeout, interval = globals_.timeout_for(target), globals_.interval_for(target)
+        if timeout >= interval:
+            problems.append(
+                (
+                    f"{section}.{i}.poll_timeout",
+                    f"must be shorter than poll_interval ({timeout:g}s >= {interval:g}s)",
+                )
+            )
+    return problems
+
+
 class RootConfig(GlobalConfig):
     """The whole file. Adapter sections are added by :func:`root_model`."""
 
     @model_validator(mode="after")
     def _check_targets(self) -> RootConfig:
-        problems: list[str] = []
-        total = 0
-        for section in self.sections():
-            seen: set[str] = set()
-            for i, target in enumerate(getattr(self, section)):
-                total += 1
-                if target.name in seen:
-                    problems.append(f"{section}.{i}.name: duplicate target name {target.name!r}")
-                seen.add(target.name)
-                if self.timeout_for(target) >= self.interval_for(target):
-                    problems.append(
-                        f"{section}.{i}.poll_timeout: must be shorter than poll_interval "
-                        f"({self.timeout_for(target):g}s >= {self.interval_for(target):g}s)"
-                    )
-        if total == 0:
-            problems.append("no targets configured: add a postgres, redis or s3 section")
+        placed = [
+            (section, i, target)
+            for section in self.sections()
+            for i, target in enumerate(getattr(self, section))
+        ]
+        problems = [f"{path}: {message}" for path, message in cross_problems(self, placed)]
+        if not placed:
+            problems.append(NO_TARGETS)
         problems += _check_collector_switches(self.collectors)
         if problems:
             raise ValueError("\n".join(problems))
@@ -319,19 +372,136 @@ def expand_env(
     return node, problems
 
 
-def _problems_from(exc: ValidationError) -> list[tuple[str, str]]:
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    """The model a field's values are, through list[...], dict[...], X | None, Annotated."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return None
+    for arg in typing.get_args(annotation):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_at(model: type[BaseModel] | None, loc: Iterable[str]) -> type[BaseModel] | None:
+    """The model that holds the keys at ``loc`` (list indexes and dict keys skipped)."""
+    current = model
+    for part in loc:
+        if current is None:
+            return None
+        field = current.model_fields.get(part)
+        if field is not None:
+            current = _inner_model(field.annotation)
+    return current
+
+
+def known_keys(model: type[BaseModel] | None) -> list[str]:
+    """The keys a mapping for ``model`` may have (``<secret>_file`` ones included)."""
+    if model is None:
+        return []
+    keys = list(model.model_fields)
+    keys += [f"{name}_file" for name in getattr(model, "secret_fields", ())]
+    return keys
+
+
+def unknown_key(key: str, candidates: Iterable[str]) -> str:
+    """'unknown key', with the nearest known key when one is close (a typo)."""
+    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.75)
+    return f"unknown key; did you mean {close[0]}?" if close else "unknown key"
+
+
+def _choices(pattern: str) -> str | None:
+    match = re.fullmatch(r"\^\(([\w|-]+)\)\$", pattern)
+    return ", ".join(match.group(1).split("|")) if match else None
+
+
+def _expected(text: str) -> str:
+    """pydantic's "'a', 'b' or 'c'" as "a, b, c"."""
+    return ", ".join(part.strip().strip("'\"") for part in re.split(r",| or ", text) if part)
+
+
+_PLAIN = {
+    "missing": "is required",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "set_type": "must be a list",
+    "dict_type": "must be a mapping of keys to values",
+    "model_type": "must be a mapping of keys to values",
+    "model_attributes_type": "must be a mapping of keys to values",
+    "string_type": "must be a string",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "finite_number": "must be a finite number",
+    "none_required": "must be empty",
+}
+
+
+def friendly(err: Mapping[str, Any]) -> str:
+    """A pydantic error in the project's words ("must be a list", not "Input should be
+    a valid list"); never the input value."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind in _PLAIN:
+        return _PLAIN[kind]
+    if kind == "string_pattern_mismatch":
+        choices = _choices(str(ctx.get("pattern", "")))
+        return f"must be one of {choices}" if choices else "has an invalid format"
+    if kind in ("literal_error", "enum"):
+        return f"must be one of {_expected(str(ctx.get('expected', '')))}"
+    bounds = {
+        "greater_than": "must be greater than {gt}",
+        "greater_than_equal": "must be at least {ge}",
+        "less_than": "must be less than {lt}",
+        "less_than_equal": "must be at most {le}",
+        "string_too_short": "must be at least {min_length} characters long",
+        "string_too_long": "must be at most {max_length} characters long",
+        "too_short": "must have at least {min_length} items",
+        "too_long": "must have at most {max_length} items",
+    }
+    if kind in bounds:
+        shown = {k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
+        try:
+            return bounds[kind].format(**shown)
+        except (KeyError, IndexError):
+            pass
+    msg = str(err["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return msg.replace("Input should be a valid", "must be a").replace("Input should be", "must be")
+
+
+_SUB_PATH = re.compile(r"^([A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*): (.+)$", re.S)
+
+
+def _problems_from(
+    exc: ValidationError, model: type[BaseModel] | None = None, prefix: str = ""
+) -> list[tuple[str, str]]:
+    """Every error of ``exc`` as (dotted path, message in our words).
+
+    ``model`` (the one validated) lets unknown keys name the nearest known key, and
+    ``prefix`` is the path of what was validated. A model validator's lines that start
+    with ``key: `` are put on that key's path.
+    """
     problems: list[tuple[str, str]] = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = [str(part) for part in err["loc"] if not str(part).startswith("function-")]
-        path = ".".join(loc)
-        msg = err["msg"].removeprefix("Value error, ")
+        path = ".".join([prefix, *loc] if prefix else loc)
         if err["type"] == "extra_forbidden":
-            msg = "unknown key"
-        for line in msg.split("\n"):
-            # Validators of a whole model prefix their own dotted paths.
-            if re.match(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)+: ", line) and not path:
-                sub_path, _, sub_msg = line.partition(": ")
-                problems.append((sub_path, sub_msg))
+            problems.append((path, unknown_key(loc[-1], known_keys(_model_at(model, loc[:-1])))))
+            continue
+        parent = _model_at(model, loc[:-1]) if loc else None
+        on_a_field = bool(loc) and parent is not None and loc[-1] in parent.model_fields
+        model_level = model is not None and not on_a_field
+        for line in friendly(err).split("\n"):
+            match = _SUB_PATH.match(line)
+            if match and (model_level or (not path and "." in match.group(1))):
+                sub = match.group(1)
+                problems.append((f"{path}.{sub}" if path else sub, match.group(2)))
             else:
                 problems.append((path, line))
     return problems
@@ -369,9 +539,14 @@ def validate(data: Any, env: Mapping[str, str] | None = None) -> RootConfig:
     try:
         from .adapters import names
 
-        config = root_model(k for k in expanded if k in names()).model_validate(expanded)
+        model = root_model(k for k in expanded if k in names())
+        config = model.model_validate(expanded)
     except ValidationError as exc:
-        problems += _problems_from(exc)
+        # One pass of the whole model stops early in places (a target's own checks wait
+        # for its fields, the cross-target checks for every target): validate the parts
+        # one by one so that a single run reports every problem.
+        found = every_problem(expanded, model) or _problems_from(exc, model)
+        problems += [p for p in found if p not in problems]
         raise ConfigError(problems) from None
     except (ArithmeticError, TypeError, ValueError, RecursionError) as exc:
         # A validator that failed in a way pydantic does not wrap: still a refused
@@ -381,6 +556,81 @@ def validate(data: Any, env: Mapping[str, str] | None = None) -> RootConfig:
     if problems:
         raise ConfigError(problems)
     return config
+
+
+def _validate_target(
+    model: type[TargetConfig], item: dict[Any, Any], path: str
+) -> tuple[TargetConfig | None, list[tuple[str, str]]]:
+    try:
+        return model.model_validate(item), []
+    except ValidationError as exc:
+        problems = _problems_from(exc, model, path)
+    # A secret file that cannot be read stops the target's validation before its other
+    # fields are looked at: look at them without the secret files.
+    files = [f"{name}_file" for name in model.secret_fields if f"{name}_file" in item]
+    if files and any(path_ == f"{path}.{key}" for key in files for path_, _ in problems):
+        rest = {k: v for k, v in item.items() if k not in files}
+        try:
+            model.model_validate(rest)
+        except ValidationError as exc:
+            secrets = {f"{path}.{key.removesuffix('_file')}" for key in files}
+            for problem in _problems_from(exc, model, path):
+                if problem not in problems and problem[0] not in secrets:
+                    problems.append(problem)
+    return None, problems
+
+
+def every_problem(data: Mapping[Any, Any], model: type[RootConfig]) -> list[tuple[str, str]]:
+    """Validate the globals, each target and the cross-target rules separately."""
+    from .adapters import names
+
+    problems: list[tuple[str, str]] = []
+    top = [*GlobalConfig.model_fields, *names()]
+    sections = [name for name in model.model_fields if name not in GlobalConfig.model_fields]
+    for key in data:
+        if key not in model.model_fields:
+            problems.append((str(key), unknown_key(str(key), top)))
+    try:
+        globals_ = GlobalConfig.model_validate(
+            {k: v for k, v in data.items() if k in GlobalConfig.model_fields}
+        )
+    except ValidationError as exc:
+        problems += _problems_from(exc, GlobalConfig)
+        globals_ = GlobalConfig()
+    placed: list[tuple[str, int, TargetConfig]] = []
+    total = 0
+    for section in sections:
+        items = data.get(section)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            problems.append((section, "must be a list of targets"))
+            total += 1
+            continue
+        target_model = _inner_model(model.model_fields[section].annotation)
+        assert target_model is not None and issubclass(target_model, TargetConfig)
+        for i, item in enumerate(items):
+            total += 1
+            if not isinstance(item, dict):
+                problems.append((f"{section}.{i}", "must be a mapping of keys to values"))
+                continue
+            target, found = _validate_target(target_model, item, f"{section}.{i}")
+            problems += found
+            if target is None:
+                # Its schedule and name may still be fine: check them against the others.
+                common = {k: item[k] for k in TargetConfig.model_fields if k in item}
+                try:
+                    target = TargetConfig.model_validate(common)
+                except ValidationError:
+                    continue
+            placed.append((section, i, target))
+    problems += cross_problems(globals_, placed)
+    for line in _check_collector_switches(globals_.collectors):
+        path, _, message = line.partition(": ")
+        problems.append((path, message))
+    if total == 0:
+        problems.append(("", NO_TARGETS))
+    return problems
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -413,9 +663,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def parse_yaml(text: str, path: str | os.PathLike[str]) -> Any:
-    """YAML to data, or a ConfigError naming the file, line and column of the problem.
+    """YAML to data, or a ConfigError naming the line and column of the problem.
 
-    Duplicate keys are refused (see :class:`_UniqueKeyLoader`).
+    The file's name is not in the message: every caller puts it in front (check-config's
+    ``FILE: problem``, the log line's ``file=``), once. Duplicate keys are refused (see
+    :class:`_UniqueKeyLoader`).
     """
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
@@ -423,9 +675,9 @@ def parse_yaml(text: str, path: str | os.PathLike[str]) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError([("", f"{path}: {problem}{where}")]) from None
+        raise ConfigError([("", f"{problem}{where}")]) from None
     except RecursionError:
-        raise ConfigError([("", f"{path}: the YAML is nested too deeply")]) from None
+        raise ConfigError([("", "the YAML is nested too deeply")]) from None
 
 
 def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> RootConfig:
@@ -433,11 +685,9 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([("", f"cannot read config file {path}: {exc.strerror}")]) from None
+        raise ConfigError([("", f"cannot read the file: {exc.strerror}")]) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [("", f"config file {path} is not UTF-8 text (byte {exc.start})")]
-        ) from None
+        raise ConfigError([("", f"not UTF-8 text (byte {exc.start})")]) from None
     data = parse_yaml(text, path)
     return validate(data, env)
 

@@ -6,6 +6,10 @@ target whose adapter, settings and effective schedule are unchanged keeps its ru
 (its connection, its counters, its series); new targets get new runners; removed ones
 are stopped and their connections closed. A configuration that does not validate is
 refused with every problem logged, and the running one is kept.
+
+The web config (``--web.config.file``) is reloaded on SIGHUP and ``/-/reload`` too,
+and whenever it or a certificate, key or CA file it names changes on disk (polled
+every WEB_CONFIG_POLL_SECONDS; see :meth:`Exporter.reload_web`).
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ from .poller import PollObserver, TargetRunner
 from .resolver import install as install_resolver
 from .shard import Shard, owner
 from .web import WebState, make_app
-from .webconfig import BasicAuth, LoadedWebConfig
+from .webconfig import (
+    Fingerprint,
+    LoadedWebConfig,
+    ServerTLS,
+    WebSecurity,
+    fingerprint,
+    load_web_config,
+)
 
 log = logging.getLogger("sparki.service")
 
@@ -52,6 +63,12 @@ def runner_key(adapter: str, target: TargetConfig, config: RootConfig) -> Runner
 class Exporter:
     """Owns the runners and the HTTP site; start() and stop() bracket its life."""
 
+    # How often the web config's files are checked for a change. A stat() of four files
+    # on a thread every few seconds: a rotated certificate is served within seconds, and
+    # no handshake ever waits for the disk (exporter-toolkit re-reads the files at every
+    # handshake; in Python that would be blocking reads on the event loop).
+    WEB_CONFIG_POLL_SECONDS = 5.0
+
     def __init__(
         self,
         config: RootConfig,
@@ -64,8 +81,10 @@ class Exporter:
         log_flags: tuple[str | None, str | None] = (None, None),
         shard: Shard | None = None,
         limits: ServerLimits | None = None,
+        config_file: str | None = None,
     ) -> None:
         self.config = config
+        self.config_file = config_file
         self.shard = shard
         self.limits = limits or ServerLimits()
         self.observer = observer
@@ -80,17 +99,21 @@ class Exporter:
         self.web.elsewhere = elsewhere
         if shard is not None:
             self.web.extra_families = shard.families()
-        auth = None
-        if web_config is not None and web_config.auth_enabled:
-            auth = BasicAuth(web_config.config.basic_auth_users)
+        self.security = WebSecurity.of(web_config)
+        self.tls: ServerTLS | None = None
+        if web_config is not None:
+            self.web.web_reload_success = True
+            if web_config.ssl_context is not None:
+                self.tls = ServerTLS(web_config.ssl_context)
         self.app = make_app(
             self.web,
             telemetry_path,
-            auth=auth,
-            headers=web_config.headers if web_config is not None else None,
-            reload=self.reload if enable_lifecycle else None,
+            security=self.security,
+            reload=self.reload_all if enable_lifecycle else None,
             probe_rate=self.limits.probe_rate,
         )
+        self._web_seen: Fingerprint | None = None
+        self._web_watch: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self._servers: list[asyncio.Server] = []
         self.guard: ConnectionGuard | None = None
@@ -153,7 +176,7 @@ class Exporter:
         )
         await self._runner.setup()
         assert self._runner.server is not None
-        ssl_context = self.web_config.ssl_context if self.web_config is not None else None
+        ssl_context = self.tls.listener if self.tls is not None else None
         loop = asyncio.get_running_loop()
         throttle_accept_errors(loop)
         install_resolver(loop)
@@ -184,6 +207,11 @@ class Exporter:
         for runner in self.runners:
             runner.start()
         self._process_task = asyncio.create_task(self.web.process.run())
+        if self.web_config is not None and self.web_config.path:
+            self._web_seen = await loop.run_in_executor(
+                self._reload_executor, fingerprint, self.web_config.files
+            )
+            self._web_watch = asyncio.ensure_future(self._watch_web())
         log.info(
             "listening",
             extra=kv(
@@ -196,6 +224,7 @@ class Exporter:
                 ),
                 tls=ssl_context is not None,
                 basic_auth=bool(self.web_config and self.web_config.auth_enabled),
+                rate_limit=self.security.limiter is not None,
                 max_connections=self.guard.cap,
                 read_header_timeout=f"{limits.read_header_timeout:g}s",
                 idle_timeout=f"{limits.idle_timeout:g}s",
@@ -215,10 +244,11 @@ class Exporter:
                 config = await loop.run_in_executor(self._reload_executor, self.loader)
             except ConfigError as exc:
                 problems = exc.lines()
+                where = {"file": self.config_file} if self.config_file else {}
                 for line in problems:
                     log.error(
                         "reload refused, keeping the running configuration",
-                        extra=kv(problem=line),
+                        extra=kv(**where, problem=line),
                     )
                 self.web.reload_success = False
                 return False, problems
@@ -232,6 +262,113 @@ class Exporter:
                 return False, problems
             await self.apply(config)
             return True, []
+
+    async def reload_all(self) -> tuple[bool, list[str]]:
+        """SIGHUP and ``/-/reload``: the configuration, then the web config.
+
+        Started without --config but with a web config, only the web config is reloaded
+        (the targets from the environment have nothing to re-read).
+        """
+        if self.web_config is None or not self.web_config.path:
+            return await self.reload()
+        ok, problems = (True, []) if self.loader is None else await self.reload()
+        web_ok, web_problems = await self.reload_web()
+        return ok and web_ok, problems + [f"web config: {line}" for line in web_problems]
+
+    async def reload_web(self) -> tuple[bool, list[str]]:
+        """Read the web config and its files again and put them in force; (ok, problems).
+
+        New connections get the new certificate (see ServerTLS); requests get the new
+        users, headers, rate limit and allowed SANs from the next one on. A file that
+        does not validate, or a certificate that does not load, keeps the running web
+        config: one log line, and sparki_exporter_web_config_last_reload_successful 0.
+        """
+        current = self.web_config
+        if current is None or not current.path:
+            return True, []
+        path = current.path
+        async with self._reload_lock:
+            loop = asyncio.get_running_loop()
+            # The files' state before they are read: what the watcher compares with next,
+            # so a reload by SIGHUP is not repeated by the watcher, and a change made
+            # while reading is still seen.
+            before = await loop.run_in_executor(self._reload_executor, fingerprint, current.files)
+            self._web_seen = before
+            try:
+                new = await loop.run_in_executor(self._reload_executor, load_web_config, path)
+                if (new.ssl_context is None) != (current.ssl_context is None):
+                    raise ConfigError(
+                        [
+                            (
+                                "tls_server_config",
+                                "turning TLS on or off needs a restart (the listeners "
+                                "are plain HTTP or HTTPS for their life)",
+                            )
+                        ]
+                    )
+            except ConfigError as exc:
+                problems = exc.lines()
+                log.error(
+                    "web config reload refused, keeping the running one",
+                    extra=kv(file=path, problems="; ".join(problems)),
+                )
+                self.web.web_reload_success = False
+                return False, problems
+            except Exception as exc:  # a bug in validation: a failed reload, reported
+                problems = [f"the web config could not be loaded ({type(exc).__name__})"]
+                log.exception(
+                    "web config reload refused, keeping the running one",
+                    extra=kv(file=path, problems=problems[0]),
+                )
+                self.web.web_reload_success = False
+                return False, problems
+            if self.tls is not None and new.ssl_context is not None:
+                self.tls.update(new.ssl_context, new.config.tls_server_config.openssl_ciphers)
+            fresh = WebSecurity.of(new, self.security)
+            if self.security.auth is not None and self.security.auth is not fresh.auth:
+                self.security.auth.close()
+            # Field by field into the object the middleware holds.
+            self.security.auth = fresh.auth
+            self.security.headers = fresh.headers
+            self.security.limiter = fresh.limiter
+            self.security.allowed_sans = fresh.allowed_sans
+            self.web_config = new
+            if new.files != current.files:  # other files named: watch those from now on
+                self._web_seen = await loop.run_in_executor(
+                    self._reload_executor, fingerprint, new.files
+                )
+            self.web.web_reload_success = True
+            self.web.web_reload_success_time = time.time()
+            log.info(
+                "web config reloaded",
+                extra=kv(
+                    file=path,
+                    tls=new.ssl_context is not None,
+                    basic_auth=new.auth_enabled,
+                    rate_limit=fresh.limiter is not None,
+                ),
+            )
+            return True, []
+
+    async def _watch_web(self) -> None:
+        """Reload the web config when one of its files changes (one attempt per change:
+        a broken file is logged once, not at every poll)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.WEB_CONFIG_POLL_SECONDS)
+            web_config = self.web_config
+            if web_config is None:
+                return
+            try:
+                seen = await loop.run_in_executor(
+                    self._reload_executor, fingerprint, web_config.files
+                )
+            except RuntimeError:  # the executor is shut down: stopping
+                return
+            if seen == self._web_seen:
+                continue
+            log.info("web config files changed, reloading", extra=kv(file=web_config.path))
+            await self.reload_web()
 
     async def apply(self, config: RootConfig) -> None:
         """Swap in a validated configuration, keeping the runners of unchanged targets."""
@@ -279,6 +416,9 @@ class Exporter:
 
     async def stop(self) -> None:
         """Stop polling, close every pool and the HTTP server, each under a deadline."""
+        if self._web_watch is not None:
+            self._web_watch.cancel()
+            await asyncio.gather(self._web_watch, return_exceptions=True)
         await asyncio.gather(*(r.stop() for r in self.runners), return_exceptions=True)
         if self._process_task is not None:
             self._process_task.cancel()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import html
 import logging
+import math
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -29,7 +30,7 @@ from .probe import deadline as probe_deadline
 from .probe import render as render_probe
 from .probe import select as select_target
 from .process import ProcessMetrics
-from .webconfig import AuthBusy, BasicAuth
+from .webconfig import AuthBusy, BasicAuth, WebSecurity
 
 log = logging.getLogger("sparki.web")
 
@@ -58,6 +59,9 @@ class WebState:
         self.exposition = Exposition(self.runners)
         self.reload_success: bool = True
         self.reload_success_time: float = time.time()
+        # The same pair for --web.config.file; None: no web config, no series.
+        self.web_reload_success: bool | None = None
+        self.web_reload_success_time: float = time.time()
         # Sharded: targets of the configuration that other shards poll (name ->
         # [(adapter, shard)]), so /probe can say where to go; and this shard's info.
         self.elsewhere: dict[str, list[tuple[str, int]]] = {}
@@ -80,7 +84,20 @@ class WebState:
             "Unix time the running configuration was loaded",
         )
         when.add_metric([], self.reload_success_time)
-        return [ok, when]
+        if self.web_reload_success is None:
+            return [ok, when]
+        web_ok = GaugeMetricFamily(
+            "sparki_exporter_web_config_last_reload_successful",
+            "1 when the last web config (--web.config.file) reload succeeded (or none was "
+            "tried), else 0 and the previous web config is still in force",
+        )
+        web_ok.add_metric([], 1.0 if self.web_reload_success else 0.0)
+        web_when = GaugeMetricFamily(
+            "sparki_exporter_web_config_last_reload_success_timestamp_seconds",
+            "Unix time the web config in force (TLS certificates included) was loaded",
+        )
+        web_when.add_metric([], self.web_reload_success_time)
+        return [ok, when, web_ok, web_when]
 
 
 STATE = web.AppKey("state", WebState)
@@ -200,17 +217,23 @@ def make_app(
     *,
     auth: BasicAuth | None = None,
     headers: Mapping[str, str] | None = None,
+    security: WebSecurity | None = None,
     reload: ReloadHook | None = None,
     probe_rate: float = 1.0,
 ) -> web.Application:
     """The aiohttp application serving the exporter's endpoints.
 
-    ``auth`` protects every path with basic authentication; ``headers`` are added to
-    every response; ``reload`` enables ``POST /-/reload`` (off unless given);
-    ``probe_rate`` is the polls per second /probe may start per target (0: no limit).
+    ``security`` (rate limit, client certificate SANs, basic auth, response headers) is
+    read on every request, so a web config reload that replaces its fields applies from
+    the next request; ``auth`` and ``headers`` are shorthands for a fixed one.
+    ``reload`` enables ``POST /-/reload`` (off unless given); ``probe_rate`` is the
+    polls per second /probe may start per target (0: no limit).
     """
     state = runners if isinstance(runners, WebState) else WebState(runners)
     prober = Prober(rate=probe_rate)
+    if security is None:
+        security = WebSecurity(auth=auth, headers=dict(headers or {}))
+    guard = security
 
     async def metrics(request: web.Request) -> web.Response:
         def own(openmetrics: bool) -> bytes:
@@ -292,14 +315,32 @@ def make_app(
             + "".join(f"{p}\n" for p in problems),
         )
 
-    middlewares = []
-    if auth is not None:
-        checker = auth
-
-        @web.middleware
-        async def basic_auth(
-            request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-        ) -> web.StreamResponse:
+    @web.middleware
+    async def protect(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        # Cheapest refusal first: the rate limit before the certificate check, and both
+        # before a bcrypt check.
+        limiter = guard.limiter
+        if limiter is not None:
+            wait = limiter.take()
+            if wait > 0:
+                return web.Response(
+                    status=429,
+                    text="too many requests (web config rate_limit)\n",
+                    headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+        if guard.allowed_sans:
+            transport = request.transport
+            peercert = transport.get_extra_info("peercert") if transport is not None else None
+            if not guard.san_allowed(peercert):
+                response = web.Response(
+                    status=403, text="client certificate not allowed (client_allowed_sans)\n"
+                )
+                response.force_close()
+                return response
+        checker = guard.auth
+        if checker is not None:
             try:
                 ok = await checker.check(request.headers.get("Authorization"))
             except AuthBusy:
@@ -314,23 +355,19 @@ def make_app(
                     text="Unauthorized\n",
                     headers={"WWW-Authenticate": 'Basic realm="sparki-exporter", charset="UTF-8"'},
                 )
-            return await handler(request)
+        return await handler(request)
 
-        middlewares.append(basic_auth)
+    app = web.Application(middlewares=[protect])
 
-    app = web.Application(middlewares=middlewares)
-    if headers:
-        fixed = dict(headers)
+    async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
+        if guard.headers:
+            response.headers.update(guard.headers)
 
-        async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
-            response.headers.update(fixed)
-
-        app.on_response_prepare.append(add_headers)
+    app.on_response_prepare.append(add_headers)
 
     async def close_prober(app: web.Application) -> None:
         await prober.close()
-        if auth is not None:
-            auth.close()
+        guard.close()
 
     app.on_cleanup.append(close_prober)
     app.router.add_get(telemetry_path, metrics)

@@ -359,7 +359,7 @@ def test_descriptor_exhaustion_logs_once_and_recovers(
             f"s=[socket.create_connection(('127.0.0.1',{port})) for _ in range(40)]\n"
             "time.sleep(30)\n"
         )
-        proc = subprocess.Popen(["python3", "-c", client], stdin=subprocess.PIPE)
+        proc = subprocess.Popen([sys.executable, "-c", client], stdin=subprocess.PIPE)
         spawned.append(proc)
         assert proc.stdin is not None
         held: list[int] = []

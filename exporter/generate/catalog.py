@@ -218,6 +218,29 @@ _LEGACY_SIGNALS: tuple[Signal, ...] = (
         symptom=False,
     ),
     Signal(
+        key="web_config_reload_failed",
+        adapter="common",
+        alert="SparkiWebConfigReloadFailed",
+        title="Last web config reload succeeded",
+        value="sparki_exporter_web_config_last_reload_successful",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("job", "instance"),
+        summary=(
+            "Sparki exporter {{ $labels.instance }} (job {{ $labels.job }}) rejected its new"
+            " web config or TLS certificate"
+        ),
+        description=(
+            "The last reload of the web config (--web.config.file) of {{ $labels.instance }}"
+            " (job {{ $labels.job }}) failed (sparki_exporter_web_config_last_reload_successful"
+            " is [value] for [for]); the previous web config and certificate are still"
+            " served: a renewed certificate is not in use and the old one may expire."
+            " Its log names the file and the problem."
+        ),
+        symptom=False,
+    ),
+    Signal(
         key="postgres_statement_latency",
         adapter="postgres",
         alert="SparkiPostgresStatementLatencyHigh",

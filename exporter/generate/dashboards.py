@@ -423,7 +423,7 @@ def overview(thresholds: Thresholds) -> dict[str, Any]:
         " SparkiExporterDown: every other panel and alert is blind then.",
         [Query(f'up{{job="{thresholds.exporter_job}"}}', "{{instance}}")],
         signal="exporter_down",
-        width=6,
+        width=4,
         mappings=UP_MAPPINGS,
     )
     b.stat(
@@ -433,7 +433,24 @@ def overview(thresholds: Thresholds) -> dict[str, Any]:
         " runs the previous configuration.",
         [Query("sparki_exporter_config_last_reload_successful", "{{instance}}")],
         signal="config_reload_failed",
-        width=6,
+        width=4,
+        mappings=[
+            dm.ValueMap(
+                options={
+                    "0": dm.ValueMappingResult(text="REJECTED", color="orange", index=0),
+                    "1": dm.ValueMappingResult(text="OK", color="green", index=1),
+                }
+            )
+        ],
+    )
+    b.stat(
+        "Last web config reload",
+        "none",
+        "1 when the last reload of --web.config.file (TLS certificate, users) succeeded;"
+        " 0 means the previous certificate is still served. No data: no web config.",
+        [Query("sparki_exporter_web_config_last_reload_successful", "{{instance}}")],
+        signal="web_config_reload_failed",
+        width=4,
         mappings=[
             dm.ValueMap(
                 options={

@@ -361,6 +361,8 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
         return Synth((_gauge("up", {}),), {})
     if key == "config_reload_failed":
         return Synth((_gauge("sparki_exporter_config_last_reload_successful", {}),), {})
+    if key == "web_config_reload_failed":
+        return Synth((_gauge("sparki_exporter_web_config_last_reload_successful", {}),), {})
     if key == "postgres_statement_latency":
         h = _Histogram(st)
         labels = {"target": "pg-main", "datname": "app"}
