@@ -27,8 +27,8 @@ from .postgres import free_port
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
 CLIENT = shutil.which("mariadb") or "/usr/bin/mariadb"
-MONITOR_PASSWORD = "sparki-monitor-pw"  # noqa: S105 - a throwaway test server's account
-BARE_PASSWORD = "sparki-bare-pw"  # noqa: S105
+MONITOR_PASSWORD = "sparki-monitor-pw"
+BARE_PASSWORD = "sparki-bare-pw"
 MONITOR_GRANTS = (
     "GRANT PROCESS, REPLICA MONITOR, BINLOG MONITOR ON *.* TO 'sparki'@'%'",
     "GRANT SELECT ON performance_schema.* TO 'sparki'@'%'",
@@ -96,7 +96,7 @@ class MysqlServer:
         return self
 
     def _launch(self) -> None:
-        log = open(self.dir / "stdout.log", "ab")  # noqa: SIM115 - owned by the process
+        log = open(self.dir / "stdout.log", "ab")
         self.proc = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while True:
