@@ -141,14 +141,13 @@ async def test_replica_threads_and_errors(mysql_private: MysqlServer, start_expo
     exp = await start_exporter(cfg(mysql_private))
     await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
     running = "sparki_mysql_replication_running"
-    await exp.wait_value(running, 0, timeout=20, target="m", channel="", thread="io")
-    assert await exp.value(running, target="m", channel="", thread="sql") == 1
-    await exp.wait_value(
-        "sparki_mysql_replication_last_error", 1, timeout=30, target="m", channel="", thread="io"
-    )
+    await exp.wait_value(running, 0, timeout=20, target="m", channel="default", thread="io")
+    assert await exp.value(running, target="m", channel="default", thread="sql") == 1
+    error = "sparki_mysql_replication_last_error"
+    await exp.wait_value(error, 1, timeout=30, target="m", channel="default", thread="io")
     assert await exp.value("sparki_mysql_replication_lag_seconds", target="m") is None
     mysql_private.sql("STOP SLAVE SQL_THREAD")
-    await exp.wait_value(running, 0, timeout=20, target="m", channel="", thread="sql")
+    await exp.wait_value(running, 0, timeout=20, target="m", channel="default", thread="sql")
 
 
 async def test_a_restart_fails_polls_then_recovers_without_bogus_calls(

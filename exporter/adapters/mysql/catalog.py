@@ -7,6 +7,8 @@ that need them, so there is no import cycle.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ...catalog_model import Recording, Signal, quantiles
 from ...collector import CollectorSpec
 
@@ -154,3 +156,189 @@ SIGNALS: tuple[Signal, ...] = (
 HISTOGRAM_SIGNALS: dict[str, str] = {
     "mysql_statement_latency": "sparki_mysql_statement_duration_seconds",
 }
+
+
+def dashboard(thresholds: Any) -> dict[str, Any]:
+    """The MySQL board: the same threshold lines as the alerts (thresholds.yaml)."""
+    from ...generate import dashboards as d
+
+    t = d.T
+    ts = '{target=~"$target",schema=~"$schema"}'
+    b = d.Board(
+        thresholds,
+        "sparki-mysql",
+        "Sparki storage / MySQL",
+        "MySQL and MariaDB targets: statement latency from performance_schema digests, "
+        "connections, throughput, InnoDB and replication.",
+        [
+            d.datasource_variable(),
+            d.target_variable("mysql"),
+            d.query_variable(
+                "schema",
+                "Schema",
+                f"label_values(sparki_mysql_statement_duration_seconds_count{t}, schema)",
+            ),
+        ],
+    )
+    d.common_panels(b, "mysql")
+    b.row("Statements")
+    b.graph(
+        "Statement latency p50 / p95 / p99",
+        "s",
+        "Per-call latency from performance_schema statement digests, per schema.",
+        d.quantile_queries(LATENCY, ts, "{{target}} {{schema}}"),
+        signal="mysql_statement_latency",
+    )
+    b.graph(
+        "Top digests by time",
+        "s",
+        "Execution time per second of the top digests; look the digest up in "
+        "sparki_mysql_statement_info for its text.",
+        [
+            d.Query(
+                "topk(10, rate(sparki_mysql_statement_seconds_total"
+                f'{{target=~"$target",schema=~"$schema",digest!="other"}}[{d.RATE}]))',
+                "{{target}} {{schema}} {{digest}}",
+            )
+        ],
+    )
+    b.graph(
+        "Queries and slow queries",
+        "ops",
+        "Statements per second (Queries) and those over long_query_time.",
+        [
+            d.Query(f"{QUERY_RATE}{t}", "{{target}} queries"),
+            d.Query(f"{SLOW_RATE}{t}", "{{target}} slow"),
+        ],
+    )
+    b.graph(
+        "Probe round trip p50 / p95 / p99",
+        "s",
+        "Round trip of the trivial query the exporter sends every poll, network included.",
+        d.histogram_quantiles("sparki_mysql_probe_duration_seconds", t, "target", "{{target}}"),
+    )
+    b.row("Connections")
+    b.graph(
+        "Connections used / max_connections",
+        "percentunit",
+        "Threads_connected as a share of max_connections.",
+        [d.Query(f"{CONN_UTIL}{t}", "{{target}}")],
+        signal="mysql_connections",
+        maximum=1,
+    )
+    b.graph(
+        "Threads running, aborted and refused connects",
+        "short",
+        "Threads executing now; failed and refused connection attempts per second.",
+        [
+            d.Query(f"sparki_mysql_threads_running{t}", "{{target}} running"),
+            d.Query(
+                f"rate(sparki_mysql_aborted_connects_total{t}[{d.RATE}])", "{{target}} aborted"
+            ),
+            d.Query(
+                f"rate(sparki_mysql_connections_refused_total{t}[{d.RATE}])", "{{target}} refused"
+            ),
+        ],
+    )
+    b.row("InnoDB")
+    b.graph(
+        "Deadlocks",
+        "ops",
+        "Transactions rolled back as deadlock victims, per second.",
+        [d.Query(f"{DEADLOCK_RATE}{t}", "{{target}}")],
+        signal="mysql_deadlocks",
+    )
+    b.graph(
+        "Row lock waits",
+        "ops",
+        "Row lock waits per second and statements waiting now.",
+        [
+            d.Query(f"rate(sparki_mysql_innodb_row_lock_waits_total{t}[{d.RATE}])", "{{target}}/s"),
+            d.Query(f"sparki_mysql_innodb_row_lock_current_waits{t}", "{{target}} waiting"),
+        ],
+    )
+    b.graph(
+        "Buffer pool hit ratio",
+        "percentunit",
+        "Share of logical page reads served without a disk read.",
+        [d.Query(f"{BP_HIT_RATIO}{t}", "{{target}}")],
+        minimum=None,
+        maximum=1,
+    )
+    b.graph(
+        "Dirty pages / buffer pool",
+        "percentunit",
+        "Modified pages not yet flushed, as a share of the buffer pool.",
+        [
+            d.Query(
+                'sparki_mysql_innodb_buffer_pool_pages{target=~"$target",state="dirty"}'
+                " / ignoring (state) "
+                '(sparki_mysql_innodb_buffer_pool_pages{target=~"$target",state="total"} > 0)',
+                "{{target}}",
+            )
+        ],
+        maximum=1,
+    )
+    b.row("Replication")
+    b.stat(
+        "Replica threads",
+        "none",
+        "1 when the replica's IO / SQL thread runs (replicas only).",
+        [d.Query(f"sparki_mysql_replication_running{t}", "{{target}} {{channel}} {{thread}}")],
+        signal="mysql_replication_stopped",
+        width=12,
+        mappings=d.UP_MAPPINGS,
+    )
+    b.graph(
+        "Replica lag",
+        "s",
+        "Seconds_Behind_Master/Source per channel (absent while a thread is stopped).",
+        [d.Query(f"sparki_mysql_replication_lag_seconds{t}", "{{target}} {{channel}}")],
+        signal="mysql_replication_lag",
+    )
+    return b.build()
+
+
+def synth(signal: Signal, st: Any) -> Any:
+    """Raw series whose signal value is v, for the generated promtool cases."""
+    from ...generate import promtests as p
+
+    key = signal.key
+    if key == "mysql_statement_latency":
+        h = p._Histogram(st)
+        labels = {"target": "mysql-main", "schema": "app"}
+        comps = h.components("sparki_mysql_statement_duration_seconds", [labels])
+        return p.Synth(tuple(comps), labels, h.realized, volume=h.volume)
+    if key == "mysql_connections":
+        labels = {"target": "mysql-main"}
+
+        def used(v: float) -> int:
+            return round(v * 1000)
+
+        return p.Synth(
+            (
+                p._gauge("sparki_mysql_connections", labels, lambda v, m, s: float(used(v))),
+                p._gauge("sparki_mysql_max_connections", labels, p._const(1000.0)),
+            ),
+            labels,
+            lambda v: used(v) / 1000,
+        )
+    if key == "mysql_replication_stopped":
+        labels = {"target": "mysql-replica", "channel": "default", "thread": "sql"}
+        return p.Synth((p._gauge("sparki_mysql_replication_running", labels),), labels)
+    if key == "mysql_replication_lag":
+        labels = {"target": "mysql-replica", "channel": "default"}
+        return p.Synth((p._gauge("sparki_mysql_replication_lag_seconds", labels),), labels)
+    if key == "mysql_deadlocks":
+        labels = {"target": "mysql-main"}
+        return p.Synth(
+            (
+                p._counter(
+                    "sparki_mysql_innodb_deadlocks_total",
+                    labels,
+                    lambda v, m, s: round(v * 60, 6),
+                ),
+            ),
+            labels,
+        )
+    raise KeyError(f"no test input synthesizer for signal {key}")

@@ -4,8 +4,9 @@
 ``*_Source`` in MySQL) or, on older servers, ``SHOW SLAVE STATUS``; on MariaDB
 ``SHOW ALL REPLICAS STATUS`` so every multi-source connection is a channel. One row
 per channel; none on a server that is not a replica (then no series: a source is not
-a stopped replica). Needs REPLICATION CLIENT (MySQL) or REPLICA MONITOR / SUPER
-(MariaDB): without it the collector fails alone.
+a stopped replica); the unnamed default channel is ``channel="default"``. Needs
+REPLICATION CLIENT (MySQL) or REPLICA MONITOR / SUPER (MariaDB): without it the
+collector fails alone.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ def _pick(row: dict[str, Any], *names: str) -> Any:
 
 def channel_of(row: dict[str, Any]) -> Channel:
     """One channel from a status row, whatever the server's column names."""
-    name = _pick(row, "Channel_Name", "Channel_name", "Connection_name") or ""
+    # The unnamed default channel is "" on the server: "default" here, since Prometheus
+    # drops an empty label (and the alert's labels would not tell the channel).
+    name = _pick(row, "Channel_Name", "Channel_name", "Connection_name") or "default"
     io = str(_pick(row, "Replica_IO_Running", "Slave_IO_Running") or "")
     sql = str(_pick(row, "Replica_SQL_Running", "Slave_SQL_Running") or "")
     lag = _pick(row, "Seconds_Behind_Source", "Seconds_Behind_Master")
