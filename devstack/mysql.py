@@ -117,9 +117,13 @@ class MysqlServer:
         path = self.dir / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
+    def client_args(self) -> list[str]:
+        """The mariadb command line client as root over the socket, batch mode."""
+        return [CLIENT, f"--socket={self.socket}", "-uroot", "--batch", "--skip-column-names"]
+
     def sql(self, *statements: str, database: str | None = None) -> str:
         """Run statements as root over the socket; their output, tab-separated."""
-        cmd = [CLIENT, f"--socket={self.socket}", "-uroot", "--batch", "--skip-column-names"]
+        cmd = self.client_args()
         if database:
             cmd.append(f"--database={database}")
         done = subprocess.run(

@@ -9,6 +9,7 @@ or a privilege is missing; replication threads reported; recovery after a restar
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from typing import Any
 
 import pytest
@@ -216,3 +217,66 @@ def test_server_buckets_map_to_upper_edges() -> None:
     bounds = (0.001, 0.01, 0.1)
     # (upper edge in seconds, calls): 0.01 exactly is in le=0.01; 0.0101 is above.
     assert rebucket([(0.0005, 2), (0.01, 3), (0.0101, 4), (5.0, 1)], bounds) == [2, 3, 4, 1]
+
+
+async def test_deadlocks_and_row_lock_waits_are_counted(
+    mysql_server: MysqlServer, start_exporter: Any
+) -> None:
+    exp = await start_exporter(cfg(mysql_server, "locks"))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="locks")
+    await exp.polls("mysql", "locks", 1)
+    deadlocks = "sparki_mysql_innodb_deadlocks_total"
+    waits = "sparki_mysql_innodb_row_lock_waits_total"
+    before = (await exp.value(deadlocks, target="locks"), await exp.value(waits, target="locks"))
+
+    def session(first: int, second: int) -> Any:
+        body = (
+            f"BEGIN; UPDATE t SET v = v + 1 WHERE id = {first}; DO SLEEP(0.5); "  # noqa: S608
+            f"UPDATE t SET v = v + 1 WHERE id = {second}; COMMIT;"
+        )
+        cmd = [*mysql_server.client_args(), "--database=app", "-e", body]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    a, b = session(1, 2), session(2, 1)
+    outs = [await asyncio.to_thread(p.communicate, timeout=60) for p in (a, b)]
+    assert any("1213" in err for _, err in outs), outs  # one was the deadlock victim
+    await exp.polls("mysql", "locks", 2)
+    assert await exp.value(deadlocks, target="locks") == (before[0] or 0) + 1
+    assert (await exp.value(waits, target="locks") or 0) > (before[1] or 0)
+
+
+async def test_tls_with_a_verified_server_certificate(tmp_path: Any, start_exporter: Any) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, cert_file, key_file = (tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    server = MysqlServer(
+        extra=(
+            f"--ssl-ca={ca_file}",
+            f"--ssl-cert={cert_file}",
+            f"--ssl-key={key_file}",
+            "--require-secure-transport=ON",
+        )
+    )
+    try:
+        await asyncio.to_thread(server.start)
+        exp = await start_exporter(
+            {
+                **FAST,
+                "mysql": [
+                    server.target("tls", tls_ca_file=str(ca_file)),
+                    server.target("plain"),
+                ],
+            }
+        )
+        await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="tls")
+        state = exp.runner("mysql", "plain").state
+        await exp.wait_for(lambda: state.polled, 30)
+        await exp.polls("mysql", "plain", 1)
+        assert await exp.value("sparki_up", adapter="mysql", target="plain") == 0
+        assert state.last_reason is not None
+    finally:
+        await asyncio.to_thread(server.destroy)
