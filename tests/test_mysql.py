@@ -13,6 +13,7 @@ import subprocess
 from typing import Any
 
 import pytest
+from fixtures_core import wait_until
 from fixtures_mysql import MysqlServer
 
 from exporter import config as config_mod
@@ -280,3 +281,64 @@ async def test_tls_with_a_verified_server_certificate(tmp_path: Any, start_expor
         assert state.last_reason is not None
     finally:
         await asyncio.to_thread(server.destroy)
+
+
+async def test_an_unreachable_server_reads_connect(start_exporter: Any) -> None:
+    from fixtures_core import free_port
+
+    port = free_port()  # nothing listens there
+    exp = await start_exporter(
+        {**FAST, "mysql": [{"name": "gone", "dsn": f"mysql://u@127.0.0.1:{port}/"}]}
+    )
+    state = exp.runner("mysql", "gone").state
+    await exp.wait_for(lambda: state.polled, 15)
+    assert state.last_reason == Reason.CONNECT, state.last_error
+    assert str(port) not in (state.last_error or "")
+    assert await exp.value("sparki_up", adapter="mysql", target="gone") == 0
+
+
+async def test_a_streaming_replica_reports_running_threads_and_lag(
+    start_exporter: Any,
+) -> None:
+    source = MysqlServer(extra=("--server-id=1", "--log-bin=binlog", "--binlog-format=ROW"))
+    replica = MysqlServer(extra=("--server-id=2",))
+    try:
+        await asyncio.to_thread(source.start)
+        await asyncio.to_thread(replica.start)
+        source.sql(
+            "CREATE USER 'repl'@'%' IDENTIFIED BY 'repl-pw'",
+            "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'",
+        )
+        # From the source's current position: its binlog so far holds the set-up both
+        # servers already ran (users, the app schema).
+        file, pos = source.sql("SHOW MASTER STATUS").split("\t")[:2]
+        replica.sql(
+            f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={source.port}, "
+            "MASTER_USER='repl', MASTER_PASSWORD='repl-pw', MASTER_USE_GTID=no, "
+            f"MASTER_LOG_FILE='{file}', MASTER_LOG_POS={pos}",
+            "START SLAVE",
+        )
+        exp = await start_exporter({**FAST, "mysql": [replica.target("replica")]})
+        running = "sparki_mysql_replication_running"
+        for thread in ("io", "sql"):
+            await exp.wait_value(
+                running, 1, timeout=30, target="replica", channel="default", thread=thread
+            )
+        await exp.wait_value(
+            "sparki_mysql_replication_lag_seconds",
+            0,
+            timeout=30,
+            target="replica",
+            channel="default",
+        )
+        source.sql("INSERT INTO app.t VALUES (3, 3)")
+        await asyncio.to_thread(
+            lambda: wait_until(lambda: replica.sql("SELECT v FROM app.t WHERE id = 3").strip())
+        )
+        last_error = "sparki_mysql_replication_last_error"
+        assert await exp.value(last_error, target="replica", channel="default", thread="sql") == 0
+        state = exp.runner("mysql", "replica").state
+        assert state.last_error is None or state.last_reason is None, state.last_error
+    finally:
+        await asyncio.to_thread(replica.destroy)
+        await asyncio.to_thread(source.destroy)

@@ -25,6 +25,8 @@ TIMEOUT_CODES = {1205, 1969, 3024, 1317}
 CLIENT_ERRORS = range(2000, 3000)
 
 _QUOTED_HOST = re.compile(r"'[^']*'@'[^']*'")
+# ('host', port) tuples that socket errors carry.
+_HOST_PORT = re.compile(r"\(\s*'[^']*'\s*,\s*\d+[^)]*\)")
 _ADDRESS = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b|\[[0-9a-fA-F:]+\](?::\d+)?")
 
 
@@ -42,7 +44,36 @@ def message_of(exc: BaseException) -> str:
     text = str(args[1]) if len(args) > 1 else str(exc) or type(exc).__name__
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     first = _QUOTED_HOST.sub("the exporter's user", first)
+    first = _HOST_PORT.sub("", first)
     return _ADDRESS.sub("<address>", first)[:200]
+
+
+_CLIENT_TEXT = {
+    2002: "cannot connect through the socket",
+    2003: "cannot connect to the server",
+    2006: "the server has gone away",
+    2013: "lost the connection to the server",
+    2026: "TLS connection error",
+}
+_CAUSES = (
+    ("refused", "connection refused"),
+    ("timed out", "timed out"),
+    ("name or service not known", "the host name did not resolve"),
+    ("nodename nor servname", "the host name did not resolve"),
+    ("no route", "no route to host"),
+    ("unreachable", "network unreachable"),
+    ("reset by peer", "connection reset"),
+    ("no such file", "no such socket"),
+    ("certificate", "certificate verification failed"),
+)
+
+
+def client_message(code: int, exc: BaseException) -> str:
+    """Our own words for the client library's errors, whose texts quote host and port."""
+    text = str(exc).lower()
+    cause = next((words for key, words in _CAUSES if key in text), "")
+    base = _CLIENT_TEXT.get(code, "client error")
+    return f"{base} ({code})" + (f": {cause}" if cause else "")
 
 
 def connection_lost(exc: BaseException) -> bool:
@@ -72,7 +103,9 @@ def classify(exc: BaseException) -> PollError:
         return PollError(Reason.PERMISSION, f"missing privilege ({code}): {message_of(exc)}")
     if code in TIMEOUT_CODES:
         return PollError(Reason.TIMEOUT, f"server-side timeout ({code}): {message_of(exc)}")
-    if code is not None and (code in CONNECT_CODES or code in CLIENT_ERRORS):
+    if code is not None and code in CLIENT_ERRORS:
+        return PollError(Reason.CONNECT, client_message(code, exc))
+    if code is not None and code in CONNECT_CODES:
         return PollError(Reason.CONNECT, f"connection failed ({code}): {message_of(exc)}")
     if isinstance(exc, OSError | EOFError | errors.InterfaceError):
         name = type(exc).__name__
