@@ -297,6 +297,11 @@ class Collector:
             slot[1] += seconds
         self.previous = current
         self.previous_hist = buckets
+        # Forget digests the table no longer has (TRUNCATE, a restart): memory stays
+        # bounded by the table's size, and one that comes back is learned again.
+        present = {(str(r[0] or NO_SCHEMA), None if r[1] is None else str(r[1])) for r in rows}
+        self.known &= present
+        self.own &= present
 
     def _part(self, tracked: int, ctx: Context) -> Part:
         lost = ctx.number("performance_schema_digest_lost", -1)
