@@ -342,3 +342,18 @@ async def test_a_streaming_replica_reports_running_threads_and_lag(
     finally:
         await asyncio.to_thread(replica.destroy)
         await asyncio.to_thread(source.destroy)
+
+
+async def test_galera_on_a_plain_server_is_a_capability_at_zero(
+    mysql_server: MysqlServer, start_exporter: Any, captured_logs: Any
+) -> None:
+    exp = await start_exporter(cfg(mysql_server, "plain", collectors={"galera": True}))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="plain")
+    await exp.polls("mysql", "plain", 2)
+    assert await exp.value("sparki_capability", target="plain", capability="galera") == 0
+    assert await exp.value("sparki_mysql_galera_cluster_size", target="plain") is None
+    assert captured_logs().count("not a Galera node") == 1
+    # Off by default: no galera capability (and no alert) for plain servers.
+    exp2 = await start_exporter(cfg(mysql_server, "default"))
+    await exp2.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="default")
+    assert await exp2.value("sparki_capability", target="default", capability="galera") is None

@@ -1,6 +1,7 @@
 """Collector ``galera``: a Galera (wsrep) node's view of its cluster.
 
-From SHOW GLOBAL STATUS: ``wsrep_cluster_size``, ``wsrep_cluster_status`` (Primary
+A node is a server with a wsrep provider loaded (``wsrep_provider_name`` set). From
+SHOW GLOBAL STATUS: ``wsrep_cluster_size``, ``wsrep_cluster_status`` (Primary
 means this node's component has quorum), ``wsrep_ready`` (accepts queries),
 ``wsrep_connected`` and ``wsrep_local_state`` (4 = Synced). Off by default: on a
 server that is not a Galera node it can only report ``sparki_capability
@@ -37,7 +38,9 @@ class Collector:
         self.reported: bool | None = None
 
     async def collect(self, ctx: Context) -> Part:
-        present = ctx.has("wsrep_cluster_size")
+        # MariaDB built with wsrep shows every wsrep_* variable even with wsrep off
+        # (wsrep_cluster_size 0): a node has a provider loaded.
+        present = bool(ctx.status.get("wsrep_provider_name", "").strip())
         if present != self.reported:
             self.reported = present
             if not present:
