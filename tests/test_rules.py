@@ -36,6 +36,7 @@ ADAPTER_PREFIX = {
     "postgres": "SparkiPostgres",
     "redis": "SparkiRedis",
     "s3": "SparkiS3",
+    "mysql": "SparkiMysql",
 }
 
 
@@ -502,7 +503,7 @@ def test_alert_conventions() -> None:
         prefix = ADAPTER_PREFIX[adapter]
         assert re.fullmatch(rf"{prefix}[A-Z][A-Za-z0-9]+", name), name
         if adapter == "common":
-            assert not re.match(r"Sparki(Postgres|Redis|S3)", name), name
+            assert not re.match(r"Sparki(Postgres|Redis|S3|Mysql)", name), name
         if name == catalog.WATCHDOG:
             assert rule["labels"] == {"severity": rules.WATCHDOG_SEVERITY}
             assert anchor_of(rule) in anchors
@@ -610,9 +611,10 @@ async def real_scrape_names(
     redis_server: Any,
     s3_server: Any,
     standby: Any,
+    mysql_server: Any,
 ) -> set[str]:
     """Names in a scrape of an exporter polling real PostgreSQL (a primary expecting its
-    standby, and the standby), Redis and S3 servers."""
+    standby, and the standby), Redis, S3 and MySQL servers."""
     exp = await start_exporter(
         {
             "poll_interval": "2s",
@@ -636,6 +638,7 @@ async def real_scrape_names(
                     cloudwatch={"enabled": True, "endpoint_url": s3_server.endpoint_url},
                 )
             ],
+            "mysql": [mysql_server.target("mysql")],
         }
     )
     # A build-log stream with a consumer group, so the per-group series exist.
@@ -649,6 +652,7 @@ async def real_scrape_names(
             ("postgres", "pg-standby"),
             ("redis", "cache"),
             ("s3", "store"),
+            ("mysql", "mysql"),
         )
         for adapter, name in targets:
             await exp.wait_for(
@@ -672,8 +676,11 @@ async def test_rule_metric_names_are_in_a_real_scrape(
     pg_standby: Any,
     redis_server: Any,
     s3_server: Any,
+    mysql_server: Any,
 ) -> None:
-    names = await real_scrape_names(start_exporter, pg_primary, redis_server, s3_server, pg_standby)
+    names = await real_scrape_names(
+        start_exporter, pg_primary, redis_server, s3_server, pg_standby, mysql_server
+    )
     recorded = {r["record"] for r in recording_rules()}
     exprs = [r["expr"] for r in recording_rules()] + [r["expr"] for r in alert_rules()]
     used = set().union(*(promql.metric_names(e) for e in exprs))

@@ -1,0 +1,164 @@
+"""Throwaway MariaDB servers: mariadb-install-db and mariadbd on a free port in a temp dir.
+
+Shared by the test fixtures (tests/fixtures_mysql.py) and the benchmark. Tests never
+use a system MariaDB (the one on 3306 included): every server here has its own data
+directory, so tests can restart it, stop it and change its settings freely. Admin
+statements go through the ``mariadb`` command line client over the server's socket as
+root, so the tests need no second driver.
+
+Every server has two extra accounts: ``sparki`` (the monitoring user with the grants
+docs/mysql.md lists, and a password) and ``sparki_bare`` (no privileges at all).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .postgres import free_port
+
+MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
+CLIENT = shutil.which("mariadb") or "/usr/bin/mariadb"
+MONITOR_PASSWORD = "sparki-monitor-pw"
+BARE_PASSWORD = "sparki-bare-pw"
+MONITOR_GRANTS = (
+    "GRANT PROCESS, REPLICA MONITOR, BINLOG MONITOR ON *.* TO 'sparki'@'%'",
+    "GRANT SELECT ON performance_schema.* TO 'sparki'@'%'",
+)
+
+
+class MysqlServer:
+    """One private mariadbd. ``performance_schema`` on unless asked otherwise."""
+
+    def __init__(self, performance_schema: bool = True, extra: tuple[str, ...] = ()) -> None:
+        self.performance_schema = performance_schema
+        self.extra = extra
+        self.dir = Path(tempfile.mkdtemp(prefix="sparki-mysql-"))
+        self.port = free_port()
+        self.socket = str(self.dir / "mysqld.sock")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _args(self) -> list[str]:
+        args = [
+            MARIADBD,
+            "--no-defaults",
+            f"--datadir={self.dir / 'data'}",
+            f"--port={self.port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={self.socket}",
+            f"--pid-file={self.dir / 'mysqld.pid'}",
+            f"--log-error={self.dir / 'error.log'}",
+            "--skip-name-resolve",
+            "--innodb-buffer-pool-size=16M",
+            "--innodb-log-file-size=16M",
+            "--max-connections=40",
+            "--performance-schema=" + ("ON" if self.performance_schema else "OFF"),
+            *self.extra,
+        ]
+        if os.geteuid() == 0:
+            args.append("--user=root")
+        return args
+
+    def start(self) -> MysqlServer:
+        if not (self.dir / "data").exists():
+            subprocess.run(
+                [
+                    INSTALL_DB,
+                    "--no-defaults",
+                    f"--datadir={self.dir / 'data'}",
+                    "--auth-root-authentication-method=normal",
+                    f"--user={getpass.getuser()}",
+                    "--skip-test-db",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
+            self._launch()
+            self.sql(
+                f"CREATE USER 'sparki'@'%' IDENTIFIED BY '{MONITOR_PASSWORD}'",
+                f"CREATE USER 'sparki_bare'@'%' IDENTIFIED BY '{BARE_PASSWORD}'",
+                *MONITOR_GRANTS,
+                "CREATE DATABASE app",
+                "CREATE TABLE app.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB",
+                "INSERT INTO app.t VALUES (1, 1), (2, 2)",
+            )
+        else:
+            self._launch()
+        return self
+
+    def _launch(self) -> None:
+        log = open(self.dir / "stdout.log", "ab")
+        self.proc = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mariadbd exited: {self.error_log()[-2000:]}")
+            done = subprocess.run(
+                [CLIENT, f"--socket={self.socket}", "-uroot", "-e", "SELECT 1"],
+                capture_output=True,
+                timeout=30,
+            )
+            if done.returncode == 0:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mariadbd did not start: {self.error_log()[-2000:]}")
+            time.sleep(0.1)
+
+    def error_log(self) -> str:
+        path = self.dir / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def client_args(self) -> list[str]:
+        """The mariadb command line client as root over the socket, batch mode."""
+        return [CLIENT, f"--socket={self.socket}", "-uroot", "--batch", "--skip-column-names"]
+
+    def sql(self, *statements: str, database: str | None = None) -> str:
+        """Run statements as root over the socket; their output, tab-separated."""
+        cmd = self.client_args()
+        if database:
+            cmd.append(f"--database={database}")
+        done = subprocess.run(
+            [*cmd, "-e", ";\n".join(statements)], capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"mariadb client failed: {done.stderr.strip()}")
+        return done.stdout
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self._launch()
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def dsn(self, user: str = "sparki") -> str:
+        return f"mysql://{user}@127.0.0.1:{self.port}/"
+
+    def target(self, name: str, **extra: Any) -> dict[str, Any]:
+        """An exporter target config for the monitoring user."""
+        return {"name": name, "dsn": self.dsn(), "password": MONITOR_PASSWORD, **extra}
+
+    def bare_target(self, name: str, **extra: Any) -> dict[str, Any]:
+        """A target config for the user without any privilege."""
+        return {"name": name, "dsn": self.dsn("sparki_bare"), "password": BARE_PASSWORD, **extra}

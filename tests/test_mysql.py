@@ -1,0 +1,359 @@
+"""The MySQL/MariaDB adapter against real MariaDB servers (devstack/mysql.py).
+
+What a user relies on: statement latency percentiles that count each call once, with
+the exporter's own statements left out and resets that never produce bogus
+observations; the rest of the target still exported when performance_schema is off
+or a privilege is missing; replication threads reported; recovery after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from typing import Any
+
+import pytest
+from fixtures_core import wait_until
+from fixtures_mysql import MysqlServer
+
+from exporter import config as config_mod
+from exporter.adapter import Reason
+from exporter.adapters.mysql.config import MysqlConfig, from_env
+from exporter.adapters.mysql.statements import clean_text, is_own, rebucket
+
+FAST = {"poll_interval": "1s", "poll_timeout": "0.9s"}
+HIST = "sparki_mysql_statement_duration_seconds"
+
+
+def cfg(server: MysqlServer, name: str = "m", **extra: Any) -> dict[str, Any]:
+    return {**FAST, "mysql": [server.target(name, **extra)]}
+
+
+async def hist(exp: Any, schema: str, le: str = "+Inf", target: str = "m") -> float:
+    value = await exp.value(f"{HIST}_bucket", target=target, schema=schema, le=le)
+    return value or 0.0
+
+
+async def test_statement_calls_land_in_the_right_buckets_once(
+    mysql_server: MysqlServer, start_exporter: Any
+) -> None:
+    exp = await start_exporter(cfg(mysql_server))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+    await exp.polls("mysql", "m", 2)
+    before = {le: await hist(exp, "app", le) for le in ("0.05", "0.25", "+Inf")}
+    # Five calls of about 60 ms: none below the 50 ms line (the estimator never places
+    # a call below the digest's MIN_TIMER_WAIT), all within 250 ms.
+    mysql_server.sql(*["SELECT SLEEP(0.06)"] * 5, database="app")
+    await exp.polls("mysql", "m", 2)
+    after = {le: await hist(exp, "app", le) for le in ("0.05", "0.25", "+Inf")}
+    assert after["+Inf"] - before["+Inf"] == 5
+    assert after["0.05"] == before["0.05"]
+    assert after["0.25"] - before["0.25"] == 5
+    await exp.polls("mysql", "m", 2)
+    assert await hist(exp, "app") == after["+Inf"], "a call was counted twice"
+
+    infos = await exp.samples("sparki_mysql_statement_info", target="m", schema="app")
+    sleep = [s for s in infos if "SLEEP" in s.labels["query"].upper()]
+    assert sleep, [s.labels["query"] for s in infos]
+    digest = sleep[0].labels["digest"]
+    calls = await exp.value(
+        "sparki_mysql_statement_calls_total", target="m", schema="app", digest=digest
+    )
+    assert calls == 5
+    assert await exp.value("sparki_capability", target="m", capability="performance_schema") == 1
+
+
+async def test_the_exporters_own_statements_are_left_out(
+    mysql_private: MysqlServer, start_exporter: Any
+) -> None:
+    exp = await start_exporter(cfg(mysql_private))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+    await exp.polls("mysql", "m", 2)
+    totals = await exp.samples(f"{HIST}_count", target="m")
+    start = sum(s.value for s in totals)
+    await exp.polls("mysql", "m", 4)
+    totals = await exp.samples(f"{HIST}_count", target="m")
+    assert sum(s.value for s in totals) == start, "the exporter's polls showed up as traffic"
+    own = await exp.value("sparki_mysql_statement_digests_own", target="m")
+    assert own is not None and own >= 4
+    for sample in await exp.samples("sparki_mysql_statement_info", target="m"):
+        assert "sparki_exporter" not in sample.labels["query"]
+
+
+async def test_truncating_the_digest_table_counts_only_new_calls(
+    mysql_private: MysqlServer, start_exporter: Any
+) -> None:
+    mysql_private.sql(*["SELECT v FROM t WHERE id = 1"] * 20, database="app")
+    exp = await start_exporter(cfg(mysql_private))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+    await exp.polls("mysql", "m", 2)
+    before = await hist(exp, "app")
+    mysql_private.sql("TRUNCATE TABLE performance_schema.events_statements_summary_by_digest")
+    mysql_private.sql(*["SELECT v FROM t WHERE id = 2"] * 3, database="app")
+    await exp.polls("mysql", "m", 3)
+    after = await hist(exp, "app")
+    # The 3 new calls count; the 20 from before the truncate never come back as new.
+    assert 3 <= after - before < 10, (before, after)
+
+
+async def test_performance_schema_off_degrades_only_statements(
+    mysql_nopfs: MysqlServer, start_exporter: Any, captured_logs: Any
+) -> None:
+    exp = await start_exporter(cfg(mysql_nopfs))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+    await exp.polls("mysql", "m", 3)
+    assert await exp.value("sparki_capability", target="m", capability="performance_schema") == 0
+    assert await exp.value("sparki_mysql_connections", target="m")
+    assert await exp.value("sparki_mysql_queries_total", target="m")
+    logs = captured_logs()
+    assert logs.count("performance_schema=ON") == 1, logs
+
+
+async def test_missing_privileges_degrade_their_collectors_alone(
+    mysql_server: MysqlServer, start_exporter: Any, captured_logs: Any
+) -> None:
+    exp = await start_exporter({**FAST, "mysql": [mysql_server.bare_target("bare")]})
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="bare")
+    await exp.polls("mysql", "bare", 2)
+
+    async def success(name: str) -> float | None:
+        return await exp.value("sparki_collector_success", target="bare", collector=name)
+
+    assert await success("statements") == 0
+    assert await success("replication") == 0
+    for name in ("connections", "global_status", "innodb"):
+        assert await success(name) == 1, name
+    cap = await exp.value("sparki_capability", target="bare", capability="performance_schema")
+    assert cap == 0
+    assert await exp.value("sparki_mysql_innodb_buffer_pool_read_requests_total", target="bare")
+    logs = captured_logs()
+    assert "GRANT SELECT ON performance_schema.*" in logs
+    assert f":{mysql_server.port}" not in logs and "'@'" not in logs, logs
+
+
+async def test_replica_threads_and_errors(mysql_private: MysqlServer, start_exporter: Any) -> None:
+    # A replica of a source that does not exist: the IO thread cannot connect.
+    from fixtures_core import free_port
+
+    mysql_private.sql(
+        f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={free_port()}, "
+        "MASTER_USER='nobody', MASTER_CONNECT_RETRY=1",
+        "START SLAVE",
+    )
+    exp = await start_exporter(cfg(mysql_private))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+    running = "sparki_mysql_replication_running"
+    await exp.wait_value(running, 0, timeout=20, target="m", channel="default", thread="io")
+    assert await exp.value(running, target="m", channel="default", thread="sql") == 1
+    error = "sparki_mysql_replication_last_error"
+    await exp.wait_value(error, 1, timeout=30, target="m", channel="default", thread="io")
+    assert await exp.value("sparki_mysql_replication_lag_seconds", target="m") is None
+    mysql_private.sql("STOP SLAVE SQL_THREAD")
+    await exp.wait_value(running, 0, timeout=20, target="m", channel="default", thread="sql")
+
+
+async def test_a_restart_fails_polls_then_recovers_without_bogus_calls(
+    mysql_private: MysqlServer, start_exporter: Any
+) -> None:
+    exp = await start_exporter(cfg(mysql_private))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+    mysql_private.sql(*["SELECT v FROM t WHERE id = 1"] * 50, database="app")
+    await exp.polls("mysql", "m", 2)
+    before = await hist(exp, "app")
+    state = exp.runner("mysql", "m").state
+    await asyncio.to_thread(mysql_private.stop)
+    await exp.polls("mysql", "m", 1)
+    assert state.last_reason == Reason.CONNECT, state.last_error
+    await asyncio.to_thread(mysql_private._launch)
+    mysql_private.sql(*["SELECT v FROM t WHERE id = 2"] * 4, database="app")
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+    await exp.polls("mysql", "m", 3)
+    after = await hist(exp, "app")
+    assert 4 <= after - before < 20, (before, after)
+    assert str(mysql_private.port) not in (state.last_error or "")
+
+
+def test_dsn_and_fields() -> None:
+    c = MysqlConfig(name="a", dsn="mysql://mon:s%40cret@db.example:3307/shop")
+    ep = c.endpoint()
+    assert (ep["host"], ep["port"], ep["user"], ep["database"]) == (
+        "db.example",
+        3307,
+        "mon",
+        "shop",
+    )
+    assert ep["password"] == "s@cret"
+    assert "s@cret" in c.secrets()
+    plain = MysqlConfig(name="b", host="h", port=3310, user="u", password="p")
+    assert plain.endpoint()["port"] == 3310 and plain.endpoint()["password"] == "p"
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    ["postgresql://u@h/db", "mysql://u:pw@h:99999/", "mysql:///db", "mysql://u@h/db?ssl=1"],
+)
+def test_bad_dsns_are_refused_without_echoing_them(dsn: str) -> None:
+    with pytest.raises(config_mod.ConfigError) as err:
+        config_mod.validate({"mysql": [{"name": "x", "dsn": dsn}]}, {})
+    assert "pw" not in str(err.value)
+
+
+def test_targets_from_env() -> None:
+    env = {"MYSQL_HOST": "db", "MYSQL_PORT": "3307", "MYSQL_USER": "mon", "MYSQL_PASSWORD": "pw"}
+    (target,) = from_env(env)
+    c = MysqlConfig(**target)
+    assert c.endpoint()["port"] == 3307 and c.endpoint()["password"] == "pw"
+    assert from_env({}) == []
+
+
+def test_own_statements_and_texts() -> None:
+    assert is_own("SELECT 1 AS `sparki_exporter`")
+    assert is_own("SHOW GLOBAL STATUS ")
+    assert not is_own("SELECT * FROM `t` WHERE `id` = ?")
+    assert clean_text("ALTER USER ? IDENTIFIED BY ?", 100).startswith("<statement")
+    assert clean_text("SELECT   a\n FROM b", 100) == "SELECT a FROM b"
+
+
+def test_server_buckets_map_to_upper_edges() -> None:
+    bounds = (0.001, 0.01, 0.1)
+    # (upper edge in seconds, calls): 0.01 exactly is in le=0.01; 0.0101 is above.
+    assert rebucket([(0.0005, 2), (0.01, 3), (0.0101, 4), (5.0, 1)], bounds) == [2, 3, 4, 1]
+
+
+async def test_deadlocks_and_row_lock_waits_are_counted(
+    mysql_server: MysqlServer, start_exporter: Any
+) -> None:
+    exp = await start_exporter(cfg(mysql_server, "locks"))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="locks")
+    await exp.polls("mysql", "locks", 1)
+    deadlocks = "sparki_mysql_innodb_deadlocks_total"
+    waits = "sparki_mysql_innodb_row_lock_waits_total"
+    before = (await exp.value(deadlocks, target="locks"), await exp.value(waits, target="locks"))
+
+    def session(first: int, second: int) -> Any:
+        body = (
+            f"BEGIN; UPDATE t SET v = v + 1 WHERE id = {first}; DO SLEEP(0.5); "  # noqa: S608
+            f"UPDATE t SET v = v + 1 WHERE id = {second}; COMMIT;"
+        )
+        cmd = [*mysql_server.client_args(), "--database=app", "-e", body]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    a, b = session(1, 2), session(2, 1)
+    outs = [await asyncio.to_thread(p.communicate, timeout=60) for p in (a, b)]
+    assert any("1213" in err for _, err in outs), outs  # one was the deadlock victim
+    await exp.polls("mysql", "locks", 2)
+    assert await exp.value(deadlocks, target="locks") == (before[0] or 0) + 1
+    assert (await exp.value(waits, target="locks") or 0) > (before[1] or 0)
+
+
+async def test_tls_with_a_verified_server_certificate(tmp_path: Any, start_exporter: Any) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ca_file, cert_file, key_file = (tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem"))
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    server = MysqlServer(
+        extra=(
+            f"--ssl-ca={ca_file}",
+            f"--ssl-cert={cert_file}",
+            f"--ssl-key={key_file}",
+            "--require-secure-transport=ON",
+        )
+    )
+    try:
+        await asyncio.to_thread(server.start)
+        exp = await start_exporter(
+            {
+                **FAST,
+                "mysql": [
+                    server.target("tls", tls_ca_file=str(ca_file)),
+                    server.target("plain"),
+                ],
+            }
+        )
+        await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="tls")
+        state = exp.runner("mysql", "plain").state
+        await exp.wait_for(lambda: state.polled, 30)
+        await exp.polls("mysql", "plain", 1)
+        assert await exp.value("sparki_up", adapter="mysql", target="plain") == 0
+        assert state.last_reason is not None
+    finally:
+        await asyncio.to_thread(server.destroy)
+
+
+async def test_an_unreachable_server_reads_connect(start_exporter: Any) -> None:
+    from fixtures_core import free_port
+
+    port = free_port()  # nothing listens there
+    exp = await start_exporter(
+        {**FAST, "mysql": [{"name": "gone", "dsn": f"mysql://u@127.0.0.1:{port}/"}]}
+    )
+    state = exp.runner("mysql", "gone").state
+    await exp.wait_for(lambda: state.polled, 15)
+    assert state.last_reason == Reason.CONNECT, state.last_error
+    assert str(port) not in (state.last_error or "")
+    assert await exp.value("sparki_up", adapter="mysql", target="gone") == 0
+
+
+async def test_a_streaming_replica_reports_running_threads_and_lag(
+    start_exporter: Any,
+) -> None:
+    source = MysqlServer(extra=("--server-id=1", "--log-bin=binlog", "--binlog-format=ROW"))
+    replica = MysqlServer(extra=("--server-id=2",))
+    try:
+        await asyncio.to_thread(source.start)
+        await asyncio.to_thread(replica.start)
+        source.sql(
+            "CREATE USER 'repl'@'%' IDENTIFIED BY 'repl-pw'",
+            "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%'",
+        )
+        # From the source's current position: its binlog so far holds the set-up both
+        # servers already ran (users, the app schema).
+        file, pos = source.sql("SHOW MASTER STATUS").split("\t")[:2]
+        replica.sql(
+            f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={source.port}, "
+            "MASTER_USER='repl', MASTER_PASSWORD='repl-pw', MASTER_USE_GTID=no, "
+            f"MASTER_LOG_FILE='{file}', MASTER_LOG_POS={pos}",
+            "START SLAVE",
+        )
+        exp = await start_exporter({**FAST, "mysql": [replica.target("replica")]})
+        running = "sparki_mysql_replication_running"
+        for thread in ("io", "sql"):
+            await exp.wait_value(
+                running, 1, timeout=30, target="replica", channel="default", thread=thread
+            )
+        await exp.wait_value(
+            "sparki_mysql_replication_lag_seconds",
+            0,
+            timeout=30,
+            target="replica",
+            channel="default",
+        )
+        source.sql("INSERT INTO app.t VALUES (3, 3)")
+        await asyncio.to_thread(
+            lambda: wait_until(lambda: replica.sql("SELECT v FROM app.t WHERE id = 3").strip())
+        )
+        last_error = "sparki_mysql_replication_last_error"
+        assert await exp.value(last_error, target="replica", channel="default", thread="sql") == 0
+        state = exp.runner("mysql", "replica").state
+        assert state.last_error is None or state.last_reason is None, state.last_error
+    finally:
+        await asyncio.to_thread(replica.destroy)
+        await asyncio.to_thread(source.destroy)
+
+
+async def test_galera_on_a_plain_server_is_a_capability_at_zero(
+    mysql_server: MysqlServer, start_exporter: Any, captured_logs: Any
+) -> None:
+    exp = await start_exporter(cfg(mysql_server, "plain", collectors={"galera": True}))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="plain")
+    await exp.polls("mysql", "plain", 2)
+    assert await exp.value("sparki_capability", target="plain", capability="galera") == 0
+    assert await exp.value("sparki_mysql_galera_cluster_size", target="plain") is None
+    assert captured_logs().count("not a Galera node") == 1
+    # Off by default: no galera capability (and no alert) for plain servers.
+    exp2 = await start_exporter(cfg(mysql_server, "default"))
+    await exp2.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="default")
+    assert await exp2.value("sparki_capability", target="default", capability="galera") is None
