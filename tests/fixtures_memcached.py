@@ -17,12 +17,13 @@ API other tests rely on:
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,20 @@ class MemcachedServer:
 
     def set(self, key: str, value: bytes, ttl: int = 0) -> bytes:
         return self.command(b"set %s 0 %d %d\r\n%s\r\n" % (key.encode(), ttl, len(value), value))
+
+    def fill(self, sizes: Iterable[int]) -> int:
+        """Store values of each size until the server refuses one; items stored."""
+        stored = 0
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            for size in sizes:
+                for i in itertools.count():
+                    key = b"fill:%d:%d" % (size, i)
+                    sock.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (key, size, b"x" * size))
+                    if reader.readline() != b"STORED\r\n":
+                        break
+                    stored += 1
+        return stored
 
     def get(self, key: str) -> bytes:
         return self.command(b"get %s\r\n" % key.encode(), until=b"END\r\n")

@@ -82,6 +82,14 @@ class MemcachedConfig(TargetConfig):
         Field(60.0, description="TTL of the canary key, so it expires even if a delete fails")
     )
 
+    @field_validator("nodes")
+    @classmethod
+    def _valid_nodes(cls, value: list[str | NodeConfig]) -> list[str | NodeConfig]:
+        for node in value:
+            if isinstance(node, str):
+                host_port(node)
+        return value
+
     @field_validator("canary_key_prefix")
     @classmethod
     def _valid_prefix(cls, value: str) -> str:
