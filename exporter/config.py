@@ -223,7 +223,10 @@ class RootConfig(GlobalConfig):
                         f"({self.timeout_for(target):g}s >= {self.interval_for(target):g}s)"
                     )
         if total == 0:
-            problems.append("no targets configured: add a postgres, redis or s3 section")
+            from .adapters import names
+
+            sections = ", ".join(names())
+            problems.append(f"no targets configured: add a section for one of: {sections}")
         problems += _check_collector_switches(self.collectors)
         if problems:
             raise ValueError("\n".join(problems))
@@ -466,7 +469,8 @@ def from_environment(env: Mapping[str, str] | None = None) -> RootConfig:
                 (
                     "",
                     "no config file given and no target in the environment: pass --config FILE "
-                    "or set PG_HOST, REDIS_HOST, REDIS_CLUSTER_NODES, MINIO_ENDPOINT or S3_BUCKET",
+                    "or set PG_HOST, REDIS_HOST, REDIS_CLUSTER_NODES, MINIO_ENDPOINT, S3_BUCKET "
+                    "or MEMCACHED_SERVERS",
                 )
             ]
         )

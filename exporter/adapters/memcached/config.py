@@ -93,8 +93,8 @@ class MemcachedConfig(TargetConfig):
     @field_validator("canary_key_prefix")
     @classmethod
     def _valid_prefix(cls, value: str) -> str:
-        if not valid_key(value) or len(value) > 120:
-            raise ValueError("must be 1-120 printable characters without spaces")
+        if not valid_key(value) or len(value) > 100:
+            raise ValueError("must be 1-100 printable characters without spaces")
         return value
 
     @model_validator(mode="after")
