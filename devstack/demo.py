@@ -127,6 +127,43 @@ def redis_load(server: Any, stack: Stack) -> None:
         stack.stop_event.wait(0.02)
 
 
+def start_memcached(stack: Stack) -> Any:
+    from .memcached import MemcachedServer
+
+    server = MemcachedServer(memory_mb=8, max_connections=256, base=stack.base).start()
+    stack.on_stop(server.destroy)
+    stack.after_incident.append(lambda: server.command(b"flush_all\r\n"))  # caches drop
+    threading.Thread(target=memcached_load, args=(server, stack), daemon=True).start()
+    return server
+
+
+def memcached_load(server: Any, stack: Stack) -> None:
+    """Rendered pages and API responses cached, mostly hits; during an incident, build
+    artifacts are cached too and fill the node's memory."""
+    import socket
+
+    rng = random.Random(13)
+    i = 0
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        reader = sock.makefile("rb")
+
+        def call(data: bytes, until: bytes) -> None:
+            sock.sendall(data)
+            while reader.readline() not in (until, b""):
+                pass
+
+        while not stack.stop_event.is_set():
+            key = b"page:%d" % rng.randrange(300)
+            call(b"get %s\r\n" % key, b"END\r\n")
+            call(b"set %s 0 300 %d\r\n%s\r\n" % (key, 2000, b"p" * 2000), b"STORED\r\n")
+            if stack.incident.is_set():
+                for _ in range(20):
+                    blob = b"set artifact:%d 0 0 20000\r\n%s\r\n" % (i, b"a" * 20000)
+                    call(blob, b"STORED\r\n")
+                    i += 1
+            stack.stop_event.wait(0.02)
+
+
 def start_s3(stack: Stack) -> Any:
     from .s3 import MotoServer
 
@@ -201,7 +238,8 @@ def incident(stack: Stack, after: float, duration: float) -> None:
     if stack.stop_event.wait(after):
         return
     print(
-        f"{now()} *** incident: slow queries and Redis memory filling for {duration:g}s ***",
+        f"{now()} *** incident: slow queries, Redis and Memcached memory filling for"
+        f" {duration:g}s ***",
         flush=True,
     )
     stack.incident.set()
@@ -227,8 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--incident",
         action="store_true",
-        help="30 s after start, cause an incident (slow queries, Redis memory filling, "
-        "slow Redis scripts) so alerts fire, then end it so they resolve",
+        help="30 s after start, cause an incident (slow queries, Redis and Memcached memory "
+        "filling, slow Redis scripts) so alerts fire, then end it so they resolve",
     )
     p.add_argument("--incident-seconds", type=float, default=180)
     p.add_argument(
@@ -242,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         pg, _ = start_postgres(stack)
         redis_server = start_redis(stack)
         s3 = start_s3(stack)
+        memcached = start_memcached(stack)
         port = args.port or free_port()
         start_exporter(
             stack,
@@ -254,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
                 "S3_ENDPOINT_URL": s3.endpoint_url,
                 "S3_ACCESS_KEY": s3.access_key,
                 "S3_SECRET_KEY": s3.secret_key,
+                "MEMCACHED_HOST": "127.0.0.1",
+                "MEMCACHED_PORT": str(memcached.port),
             },
             port,
         )

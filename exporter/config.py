@@ -239,7 +239,11 @@ class GlobalConfig(Strict):
         return target.poll_timeout or self.poll_timeout
 
 
-NO_TARGETS = "no targets configured: add a postgres, redis or s3 section"
+def no_targets() -> str:
+    """The problem of a file without targets, naming every adapter shipped."""
+    from .adapters import names
+
+    return f"no targets configured: add a section for one of: {', '.join(names())}"
 
 
 def cross_problems(
@@ -276,7 +280,7 @@ class RootConfig(GlobalConfig):
         ]
         problems = [f"{path}: {message}" for path, message in cross_problems(self, placed)]
         if not placed:
-            problems.append(NO_TARGETS)
+            problems.append(no_targets())
         problems += _check_collector_switches(self.collectors)
         if problems:
             raise ValueError("\n".join(problems))
@@ -629,7 +633,7 @@ def every_problem(data: Mapping[Any, Any], model: type[RootConfig]) -> list[tupl
         path, _, message = line.partition(": ")
         problems.append((path, message))
     if total == 0:
-        problems.append(("", NO_TARGETS))
+        problems.append(("", no_targets()))
     return problems
 
 
@@ -716,7 +720,8 @@ def from_environment(env: Mapping[str, str] | None = None) -> RootConfig:
                 (
                     "",
                     "no config file given and no target in the environment: pass --config FILE "
-                    "or set PG_HOST, REDIS_HOST, REDIS_CLUSTER_NODES, MINIO_ENDPOINT or S3_BUCKET",
+                    "or set PG_HOST, REDIS_HOST, REDIS_CLUSTER_NODES, MINIO_ENDPOINT, S3_BUCKET "
+                    "or MEMCACHED_SERVERS",
                 )
             ]
         )

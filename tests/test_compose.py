@@ -59,7 +59,16 @@ def host_path(name: str, container_path: str) -> Path:
 
 def test_every_service_the_stack_needs_is_there() -> None:
     services = set(compose()["services"])
-    wanted = {"postgres", "redis", "minio", "exporter", "prometheus", "alertmanager", "grafana"}
+    wanted = {
+        "postgres",
+        "redis",
+        "memcached",
+        "minio",
+        "exporter",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    }
     assert wanted <= services, f"missing: {sorted(wanted - services)}"
 
 
@@ -99,6 +108,7 @@ def test_the_exporter_config_validates_with_the_compose_environment() -> None:
     # Every target points at its compose service, not at the demo's localhost defaults.
     assert "@postgres:5432/" in pg.dsn
     assert "redis:6379" in str(redis_target.url)
+    assert cfg.memcached[0].nodes == ["memcached:11211"]
     assert str(s3.endpoint_url).startswith("http://minio:9000")
     assert s3.bucket in service("minio-bucket")["entrypoint"][-1]
     assert not s3.inventory.enabled  # MinIO's usage metrics give the size instead

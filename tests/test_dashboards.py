@@ -70,6 +70,7 @@ def test_the_dashboards_exist() -> None:
         "sparki-redis.json",
         "sparki-s3.json",
         "sparki-mysql.json",
+        "sparki-memcached.json",
     }
 
 
@@ -232,11 +233,18 @@ async def test_dashboard_metric_names_are_in_a_real_scrape(
     redis_server: Any,
     s3_server: Any,
     mysql_server: Any,
+    memcached_server: Any,
 ) -> None:
     used = dashboard_metric_names()
     assert "sparki_up" in used and catalog.PG_CONN_UTIL in used
     names = await real_scrape_names(
-        start_exporter, pg_primary, redis_server, s3_server, pg_standby, mysql_server
+        start_exporter,
+        pg_primary,
+        redis_server,
+        s3_server,
+        pg_standby,
+        mysql_server,
+        memcached_server,
     )
     recorded = {r["record"] for r in recording_rules()}
     missing = used - names - recorded - NOT_IN_A_PLAIN_SCRAPE - WEB_CONFIG_ONLY

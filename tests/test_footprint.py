@@ -28,6 +28,7 @@ SECTIONS = {
     "postgres": "postgres:\n  - name: db\n    dsn: postgresql://u@127.0.0.1:1/postgres\n",
     "redis": "redis:\n  - name: cache\n    url: redis://127.0.0.1:1/0\n",
     "s3": "s3:\n  - name: blobs\n    bucket: blobs\n    endpoint_url: http://127.0.0.1:1\n",
+    "memcached": "memcached:\n  - name: sessions\n    nodes: [127.0.0.1:1]\n",
 }
 LIBRARIES = {"mysql": "asyncmy", "postgres": "psycopg", "redis": "redis", "s3": "botocore"}
 
@@ -41,10 +42,13 @@ def test_only_configured_adapters_are_imported(only: str, tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stderr
     modules = set(json.loads(result.stdout))
-    for adapter, library in LIBRARIES.items():
+    for adapter in SECTIONS:
         loaded = f"exporter.adapters.{adapter}.spec" in modules
         assert loaded == (adapter == only), (adapter, sorted(modules))
+    for adapter, library in LIBRARIES.items():
         assert (library in modules) == (adapter == only), (library, sorted(modules))
+    # The Memcached adapter speaks the protocol itself: its collectors load only with it.
+    assert ("exporter.adapters.memcached.stats" in modules) == (only == "memcached")
 
 
 def test_an_unknown_section_is_still_refused(tmp_path: Path) -> None:

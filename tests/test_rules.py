@@ -37,6 +37,7 @@ ADAPTER_PREFIX = {
     "redis": "SparkiRedis",
     "s3": "SparkiS3",
     "mysql": "SparkiMysql",
+    "memcached": "SparkiMemcached",
 }
 
 
@@ -612,9 +613,10 @@ async def real_scrape_names(
     s3_server: Any,
     standby: Any,
     mysql_server: Any,
+    memcached_server: Any,
 ) -> set[str]:
     """Names in a scrape of an exporter polling real PostgreSQL (a primary expecting its
-    standby, and the standby), Redis, S3 and MySQL servers."""
+    standby, and the standby), Redis, S3, MySQL and Memcached servers."""
     exp = await start_exporter(
         {
             "poll_interval": "2s",
@@ -639,6 +641,7 @@ async def real_scrape_names(
                 )
             ],
             "mysql": [mysql_server.target("mysql")],
+            "memcached": [memcached_server.target("mc")],
         }
     )
     # A build-log stream with a consumer group, so the per-group series exist.
@@ -653,6 +656,7 @@ async def real_scrape_names(
             ("redis", "cache"),
             ("s3", "store"),
             ("mysql", "mysql"),
+            ("memcached", "mc"),
         )
         for adapter, name in targets:
             await exp.wait_for(
@@ -677,9 +681,16 @@ async def test_rule_metric_names_are_in_a_real_scrape(
     redis_server: Any,
     s3_server: Any,
     mysql_server: Any,
+    memcached_server: Any,
 ) -> None:
     names = await real_scrape_names(
-        start_exporter, pg_primary, redis_server, s3_server, pg_standby, mysql_server
+        start_exporter,
+        pg_primary,
+        redis_server,
+        s3_server,
+        pg_standby,
+        mysql_server,
+        memcached_server,
     )
     recorded = {r["record"] for r in recording_rules()}
     exprs = [r["expr"] for r in recording_rules()] + [r["expr"] for r in alert_rules()]
