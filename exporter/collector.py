@@ -147,7 +147,8 @@ class CollectorErrors:
             self._last[run_.name] = run_.error
             fields = kv(adapter=self.adapter, target=self.target, collector=run_.name)
             if run_.error:
-                fields["kv"]["error"] = run_.error
+                # Adapters with their own runner build CollectorRun too: strip again.
+                fields["kv"]["error"] = without_addresses(run_.error)
                 log.warning(
                     "collector failed; the rest of the target is still exported", extra=fields
                 )

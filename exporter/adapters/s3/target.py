@@ -55,6 +55,7 @@ from ...adapter import PollError, Reason
 from ...collector import CollectorErrors, CollectorRun, enabled
 from ...collector import families as collector_families
 from ...config import GlobalConfig
+from ...errtext import without_addresses
 from ...metrics import CounterMetricFamily, GaugeMetricFamily, Metric
 from .catalog import COLLECTORS
 from .config import S3Config, from_env
@@ -289,7 +290,7 @@ class S3Target:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            text = classify(exc).message
+            text = without_addresses(classify(exc).message)[:300]
             return CollectorRun(name, False, time.perf_counter() - start, text), exc
         return CollectorRun(name, True, time.perf_counter() - start), None
 
