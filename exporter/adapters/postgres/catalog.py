@@ -19,7 +19,27 @@ if TYPE_CHECKING:
 
 TITLE = "PostgreSQL"
 
-COLLECTORS: tuple[CollectorSpec, ...] = ()
+# One module per collector (exporter/adapters/postgres/<name>.py), run in this order;
+# names follow postgres_exporter's where one exists.
+COLLECTORS: tuple[CollectorSpec, ...] = (
+    CollectorSpec(
+        "activity",
+        "pg_stat_activity: client connections by state, max_connections",
+    ),
+    CollectorSpec(
+        "database",
+        "pg_stat_database: transactions, block hits and reads, deadlocks, temporary "
+        "files and bytes, recovery conflicts",
+    ),
+    CollectorSpec(
+        "replication",
+        "replay lag per standby, WAL receiver, replication slots, streaming standbys",
+    ),
+    CollectorSpec(
+        "statements",
+        "pg_stat_statements: per-database latency histograms, top-N statements, query texts",
+    ),
+)
 
 # --- recording rules --------------------------------------------------------------------
 
