@@ -49,6 +49,7 @@ PG_BLOCKS_RATE = "target_datname:sparki_postgres_blocks_accessed:rate5m"
 PG_HIT_RATIO = "target_datname:sparki_postgres_blocks_hit:ratio_rate5m"
 PG_XACT_RATE = "target_datname:sparki_postgres_transactions:rate5m"
 PG_STMT_RATE = "target_datname:sparki_postgres_statement_duration_seconds:rate5m"
+PG_DEADLOCK_RATE = "rate(sparki_postgres_deadlocks_total[5m])"
 
 RECORDINGS: tuple[Recording, ...] = (
     *quantiles(
@@ -220,6 +221,26 @@ SIGNALS: tuple[Signal, ...] = (
             "Replication slot {{ $labels.slot }} on {{ $labels.target }} has no consumer and"
             " keeps [value] of WAL on the primary's disk (threshold [threshold] for [for]);"
             " it grows with every write until the disk is full."
+        ),
+    ),
+    Signal(
+        key="postgres_deadlocks",
+        adapter="postgres",
+        alert="SparkiPostgresDeadlocks",
+        title="PostgreSQL deadlocks",
+        value=PG_DEADLOCK_RATE,
+        direction="above",
+        unit="per_second",
+        window_minutes=5,
+        labels=("target", "datname"),
+        summary=(
+            "PostgreSQL database {{ $labels.datname }} on {{ $labels.target }} has"
+            " deadlocks at over [threshold]"
+        ),
+        description=(
+            "Deadlocks in database {{ $labels.datname }} on {{ $labels.target }} occur at"
+            " [value] (threshold [threshold] for [for]); each aborted a transaction with"
+            " SQLSTATE 40P01. The server log has both sides of every deadlock."
         ),
     ),
 )
@@ -426,6 +447,41 @@ def dashboard(thresholds: Thresholds) -> dict[str, Any]:
         signal="postgres_slot_retained_wal",
         width=8,
     )
+    b.row("Database trouble")
+    b.graph(
+        "Deadlocks",
+        "reqps",
+        "Deadlocks per second per database (pg_stat_database.deadlocks); each aborted"
+        " a transaction. The server log shows both sides.",
+        [Query(f"rate(sparki_postgres_deadlocks_total{td}[{RATE}])", "{{target}} {{datname}}")],
+        signal="postgres_deadlocks",
+        width=8,
+    )
+    b.graph(
+        "Temporary files written",
+        "Bps",
+        "Bytes per second written to temporary files by queries whose sorts and hashes"
+        " spill past work_mem (count: sparki_postgres_temp_files_total).",
+        [
+            Query(
+                f"rate(sparki_postgres_temp_written_bytes_total{td}[{RATE}])",
+                "{{target}} {{datname}}",
+            )
+        ],
+        width=8,
+    )
+    b.graph(
+        "Recovery conflicts",
+        "reqps",
+        "Standby queries cancelled per second because replay needed what they read.",
+        [
+            Query(
+                f"rate(sparki_postgres_conflicts_total{td}[{RATE}])",
+                "{{target}} {{datname}}",
+            )
+        ],
+        width=8,
+    )
     # Rows a later part of this catalog adds (health_rows(b, thresholds)), at the end.
     rows = globals().get("health_rows")
     if rows is not None:
@@ -438,6 +494,7 @@ def synth(signal: Signal, st: SignalThresholds) -> Synth:
     from ...generate.promtests import (
         Synth,
         _const,
+        _counter,
         _gauge,
         _Histogram,
         _ratio_counters,
@@ -541,6 +598,16 @@ def synth(signal: Signal, st: SignalThresholds) -> Synth:
                     ),
                 ),
             ),
+        )
+    if key == "postgres_deadlocks":
+        labels = {"target": "pg-main", "datname": "app"}
+        return Synth(
+            (
+                _counter(
+                    "sparki_postgres_deadlocks_total", labels, lambda v, m, s: round(v * 60, 6)
+                ),
+            ),
+            labels,
         )
     raise KeyError(f"no test input synthesizer for signal {key}")
 
