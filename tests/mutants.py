@@ -51,7 +51,7 @@ class Mutant:
 
 
 R = "exporter/adapters/redis/target.py"
-PG = "exporter/adapters/postgres/target.py"
+PG = "exporter/adapters/postgres/statements.py"
 S3 = "exporter/adapters/s3/target.py"
 MINIO = "exporter/adapters/s3/minio.py"
 CONFIG = "exporter/config.py"
