@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 
 from ...metrics import GaugeMetricFamily, Metric
 from .config import PostgresConfig
-from .queries import one, rows
+from .queries import one
 
 CONNECTION_STATES = (
     "active",
@@ -26,19 +26,19 @@ CONNECTION_STATES = (
     "fastpath function call",
     "disabled",
 )
-# The slots clients can use: max_connections minus those reserved for superusers and,
-# from 16 on, for roles with pg_use_reserved_connections.
-MAX_CONNECTIONS_SQL = (
+# One round trip: the slots clients can use (max_connections minus those reserved for
+# superusers and, from 16 on, for roles with pg_use_reserved_connections), and the
+# client backends by state as a JSON object.
+CONNECTIONS_SQL = (
     "SELECT current_setting('max_connections')::int "
     "- current_setting('superuser_reserved_connections')::int "
-    "- coalesce(current_setting('reserved_connections', true), '0')::int"
-)
-CONNECTIONS_SQL = (
-    "SELECT coalesce(state, 'unknown'), count(*) FROM pg_stat_activity "
+    "- coalesce(current_setting('reserved_connections', true), '0')::int, "
+    "(SELECT coalesce(json_object_agg(state, n), '{}') FROM ("
+    "SELECT coalesce(state, 'unknown') AS state, count(*) AS n FROM pg_stat_activity "
     "WHERE backend_type = 'client backend' "
-    "OR (backend_type IS NULL AND datid IS NOT NULL AND usesysid IS NOT NULL) GROUP BY 1"
+    "OR (backend_type IS NULL AND datid IS NOT NULL AND usesysid IS NOT NULL) GROUP BY 1) s)"
 )
-OWN_SQL = (MAX_CONNECTIONS_SQL, CONNECTIONS_SQL)
+OWN_SQL = (CONNECTIONS_SQL,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +52,9 @@ class Collector:
         self.config = config
 
     async def collect(self, conn: AsyncConnection[Any], version: int) -> Part:
-        (max_connections,) = await one(conn, MAX_CONNECTIONS_SQL)
+        max_connections, counts = await one(conn, CONNECTIONS_SQL)
         states = dict.fromkeys(CONNECTION_STATES, 0)
-        for state, count in await rows(conn, CONNECTIONS_SQL):
+        for state, count in (counts or {}).items():
             states[str(state)] = int(count)
         return Part(int(max_connections), tuple(sorted(states.items())))
 

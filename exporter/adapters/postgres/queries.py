@@ -18,6 +18,22 @@ async def one(conn: AsyncConnection[Any], sql: str, params: Any = None) -> tuple
     return tuple(row)
 
 
+# Asked only of servers before 14, which do not report in_hot_standby.
+RECOVERY_SQL = "SELECT pg_is_in_recovery()"
+
+
+async def in_recovery(conn: AsyncConnection[Any]) -> bool:
+    """Whether the server is a standby, without a round trip where possible.
+
+    PostgreSQL 14+ reports ``in_hot_standby`` to every session (and reports it again
+    when a promotion changes it), so libpq already knows; older servers are asked.
+    """
+    reported = conn.info.parameter_status("in_hot_standby")
+    if reported is not None:
+        return reported == "on"
+    return bool((await one(conn, RECOVERY_SQL))[0])
+
+
 async def rows(conn: AsyncConnection[Any], sql: str, params: Any = None) -> list[tuple[Any, ...]]:
     """Every row, as tuples."""
     cur = await conn.execute(sql.encode(), params)

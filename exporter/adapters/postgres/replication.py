@@ -28,8 +28,8 @@ from psycopg import AsyncConnection
 
 from ...metrics import GaugeMetricFamily, Metric
 from .config import PostgresConfig
+from .queries import in_recovery
 
-RECOVERY_SQL = "SELECT pg_is_in_recovery()"
 PRIMARY_LAG_SQL = (
     "SELECT coalesce(nullif(application_name, ''), client_addr::text, pid::text), "
     "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8, "
@@ -72,7 +72,6 @@ WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
 # exporter's own work never shows in the statement histograms. A query added here and
 # not listed would be counted as the application's.
 OWN_SQL = (
-    RECOVERY_SQL,
     PRIMARY_LAG_SQL,
     STANDBY_LAG_SQL,
     RECEIVER_SQL,
@@ -219,9 +218,9 @@ class Collector:
         self.watch = ReplicationWatch(config.expected_standbys)
 
     async def collect(self, conn: AsyncConnection[Any], version: int) -> Part:
-        in_recovery = bool((await _rows(conn, RECOVERY_SQL))[0][0])
-        lag = await self._lag(conn, in_recovery)
-        health = await self.watch.poll(conn, in_recovery)
+        standby = await in_recovery(conn)
+        lag = await self._lag(conn, standby)
+        health = await self.watch.poll(conn, standby)
         lag = tuple((r, standby_lag_seconds(health, s), b) for r, s, b in lag)
         return Part(lag, health)
 

@@ -40,7 +40,7 @@ from ...metrics import (
 from . import own
 from .catalog import COLLECTORS
 from .config import PG_MAX_TIMEOUT_MS, PostgresConfig, from_env
-from .queries import one
+from .queries import RECOVERY_SQL, in_recovery
 
 __all__ = ["PostgresConfig", "PostgresSnapshot", "PostgresTarget", "families", "from_env"]
 
@@ -56,7 +56,6 @@ PROBE_SQL = "SELECT pg_backend_pid()"
 SESSION_SQL = (
     "SELECT set_config('statement_timeout', %s, false), set_config('lock_timeout', %s, false)"
 )
-SERVER_SQL = "SELECT current_setting('server_version_num')::int, pg_is_in_recovery()"
 
 
 def collector_module(name: str) -> ModuleType:
@@ -146,7 +145,7 @@ class PostgresTarget:
         sql: list[tuple[str, Any]] = [
             (PROBE_SQL, None),
             (SESSION_SQL, ("0", "0")),
-            (SERVER_SQL, None),
+            (RECOVERY_SQL, None),
             *own.OWN_SQL,
         ]
         for module in self.modules.values():
@@ -168,7 +167,10 @@ class PostgresTarget:
         start = time.perf_counter()
         await conn.execute(PROBE_SQL.encode())
         self.probe.observe(time.perf_counter() - start)
-        version, in_recovery = await one(conn, SERVER_SQL)
+        # Both known to libpq on 14+ (server_version_num at start-up, in_hot_standby
+        # reported): no round trip for them.
+        version = conn.info.server_version
+        standby = await in_recovery(conn)
 
         def fatal(exc: BaseException) -> bool:
             # The connection is gone (or unusable): every collector would fail alike.
@@ -180,7 +182,7 @@ class PostgresTarget:
         return PostgresSnapshot(
             target=self.config.name,
             version=int(version),
-            in_recovery=bool(in_recovery),
+            in_recovery=standby,
             probe=self.probe.snapshot(),
             parts=tuple((name, parts[name]) for name in self.collectors if name in parts),
             runs=runs,
