@@ -13,7 +13,7 @@ exporters scraping the same server at the same time:
 
 Each exporter connects as its own role, so the server time it costs is read from
 pg_stat_statements itself: the sum of ``total_exec_time`` of that role's statements,
-per poll (ours: polls counted by the settings query each poll runs once) or per
+per poll (ours: polls counted by the probe each poll runs once) or per
 scrape (the anchor queries the server on every scrape). A light workload keeps
 running during the measurement, so our polls see real deltas for every statement.
 
@@ -484,7 +484,7 @@ def server_time(
         total += d_ms
         if "pg_stat_statements" in text:
             pgss += d_ms
-        if "pg_is_in_recovery()" in text:  # our settings query: exactly once per poll
+        if "pg_backend_pid()" in text:  # our probe: exactly once per poll
             polls += d_calls
         if "DISTINCT ON (dbid, queryid)" in text:  # our query-text fetch
             text_calls += d_calls
@@ -855,7 +855,7 @@ def section(results: dict[str, Any], args: argparse.Namespace) -> str:
             "does not include rendering the snapshot, which follows the poll on the same event "
             "loop. Server time is the growth of `total_exec_time` (execution only, planning not "
             "tracked) of the exporter role's statements in pg_stat_statements during the "
-            "measured window, divided by our polls (counted by the settings query each poll "
+            "measured window, divided by our polls (counted by the probe each poll "
             "runs once) or by the anchor's scrapes (it queries the server on every scrape, so "
             "two Prometheus replicas cost it twice). Series and bytes are from one plain scrape "
             "after the run; RSS is VmRSS from /proc after the run. The exporters, PostgreSQL, "

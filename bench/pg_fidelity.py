@@ -53,7 +53,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 
 from devstack.exporter import exporter_argv  # noqa: E402
 from devstack.postgres import PgCluster, free_port, make_primary  # noqa: E402
-from exporter.adapters.postgres.target import STATEMENT_BUCKETS  # noqa: E402
+from exporter.adapters.postgres.config import STATEMENT_BUCKETS  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## PostgreSQL latency fidelity"

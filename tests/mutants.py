@@ -51,7 +51,7 @@ class Mutant:
 
 
 R = "exporter/adapters/redis/latency.py"
-PG = "exporter/adapters/postgres/target.py"
+PG = "exporter/adapters/postgres/statements.py"
 S3 = "exporter/adapters/s3/cloudwatch.py"
 MINIO = "exporter/adapters/s3/minio_format.py"
 CONFIG = "exporter/config.py"

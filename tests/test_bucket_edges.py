@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from exporter import alert_edges
+from exporter.adapters.postgres import config as postgres_config
 from exporter.adapters.postgres import target as postgres
 from exporter.adapters.redis import latency as redis_latency
 from exporter.adapters.redis import target as redis
@@ -37,7 +38,7 @@ def test_generated_edges_are_the_thresholds_in_force() -> None:
 @pytest.mark.parametrize(
     ("bounds", "signal"),
     [
-        (postgres.STATEMENT_BUCKETS, "postgres_statement_latency"),
+        (postgres_config.STATEMENT_BUCKETS, "postgres_statement_latency"),
         (postgres.PROBE_BUCKETS, "postgres_statement_latency"),
         (redis_latency.COMMAND_BUCKETS, "redis_command_latency"),
         (redis.PROBE_BUCKETS, "redis_command_latency"),

@@ -16,8 +16,9 @@ from fixtures_pg import PgCluster
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter.adapters.postgres.config import STATEMENT_BUCKETS
 from exporter.adapters.postgres.estimator import regularized_beta, spread
-from exporter.adapters.postgres.target import STATEMENT_BUCKETS, clean_query_text
+from exporter.adapters.postgres.statements import clean_query_text
 
 # Every test here runs against each installed PostgreSQL major (fixtures_pg.py).
 PG_ALL_MAJORS = True
@@ -412,21 +413,45 @@ async def test_minmax_reset_is_opt_in_and_bounds_each_interval(
 def test_every_query_the_adapter_runs_is_learned_as_its_own() -> None:
     """A collector's SQL missing from the learned list would be counted as the
     application's (a shared role's latency polluted by the exporter): every ``*_SQL``
-    constant of the adapter's modules must be EXPLAINed on connecting."""
-    from exporter.adapters.postgres import replication as _pg_replication
+    constant of every module of the adapter's package (the target's, each collector's)
+    must be EXPLAINed on connecting when its collector is on, and a collector switched
+    off costs no EXPLAIN."""
+    import importlib
+    import pkgutil
+
+    from exporter.adapters import postgres as package
+    from exporter.adapters.postgres import catalog, statements
     from exporter.adapters.postgres import target as pg_adapter
     from exporter.config import GlobalConfig
 
+    every = {spec.name: True for spec in catalog.COLLECTORS}
     target = pg_adapter.PostgresTarget(
-        pg_adapter.PostgresConfig(name="t", statements_minmax_reset=True), GlobalConfig()
+        pg_adapter.PostgresConfig(name="t", statements_minmax_reset=True, collectors=every),
+        GlobalConfig(),
     )
     learned = {sql for sql, _ in target._own_sql(180000)}
+    modules = [
+        importlib.import_module(f"{package.__name__}.{info.name}")
+        for info in pkgutil.iter_modules(package.__path__)
+    ]
     constants = {
         f"{module.__name__}.{name}": value
-        for module in (pg_adapter, _pg_replication)
+        for module in modules
         for name, value in vars(module).items()
-        if name.endswith("_SQL") and isinstance(value, str)
+        if name.endswith("_SQL") and isinstance(value, str) and name != "EXPLAIN_PREFIX"
     }
-    assert len(constants) >= 14
+    constants["statements_sql(18)"] = statements.statements_sql(180000)
+    constants["statements_info_sql(18)"] = statements.statements_info_sql(180000) or ""
+    assert len(constants) >= 18
     missing = sorted(name for name, sql in constants.items() if sql not in learned)
     assert missing == []
+
+    # Off: its statements are not learned (nor run); the others still are.
+    from exporter.adapters.postgres import database
+
+    off = pg_adapter.PostgresTarget(
+        pg_adapter.PostgresConfig(name="t", collectors={"database": False}), GlobalConfig()
+    )
+    learned_off = {sql for sql, _ in off._own_sql(180000)}
+    assert database.DATABASES_SQL not in learned_off
+    assert statements.statements_sql(180000) in learned_off

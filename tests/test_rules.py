@@ -565,11 +565,12 @@ def test_an_adapters_runbooks_live_in_its_package() -> None:
 
 def test_recording_rules_are_the_ones_the_issue_lists() -> None:
     records = {r["record"]: r["expr"] for r in recording_rules()}
+    pg = catalog.CATALOGS["postgres"]
     expected = {
-        *(catalog.PG_LATENCY.format(q=q) for q, _ in catalog.QUANTILES),
-        catalog.PG_CONN_UTIL,
-        catalog.PG_HIT_RATIO,
-        catalog.PG_XACT_RATE,
+        *(pg.PG_LATENCY.format(q=q) for q, _ in catalog.QUANTILES),
+        pg.PG_CONN_UTIL,
+        pg.PG_HIT_RATIO,
+        pg.PG_XACT_RATE,
         *(redis_catalog.REDIS_LATENCY.format(q=q) for q, _ in catalog.QUANTILES),
         redis_catalog.REDIS_MEM_UTIL,
         redis_catalog.REDIS_EVICT_RATE,

@@ -18,6 +18,7 @@ import importlib
 from types import ModuleType
 
 from .. import adapters
+from ..adapters.postgres.catalog import PG_CONN_UTIL, PG_LATENCY  # the overview's headline
 from ..catalog_model import (
     EXPORTER_JOB,
     QUANTILES,
@@ -28,7 +29,17 @@ from ..catalog_model import (
     quantiles,
 )
 
-__all__ = ["EXPORTER_JOB", "QUANTILES", "Direction", "Recording", "Signal", "Unit", "quantiles"]
+__all__ = [
+    "EXPORTER_JOB",
+    "PG_CONN_UTIL",
+    "PG_LATENCY",
+    "QUANTILES",
+    "Direction",
+    "Recording",
+    "Signal",
+    "Unit",
+    "quantiles",
+]
 
 
 # The exact SDK the committed dashboards were generated with: another build may emit
@@ -48,53 +59,14 @@ ADAPTER_TITLES = {"common": "Exporter", **{n: c.TITLE for n, c in CATALOGS.items
 
 # --- recording rules --------------------------------------------------------------------
 
-PG_LATENCY = "target_datname:sparki_postgres_statement_duration_seconds:{q}_rate5m"
-PG_CONN_UTIL = "target:sparki_postgres_connections:utilization"
-PG_BLOCKS_RATE = "target_datname:sparki_postgres_blocks_accessed:rate5m"
-PG_HIT_RATIO = "target_datname:sparki_postgres_blocks_hit:ratio_rate5m"
-PG_XACT_RATE = "target_datname:sparki_postgres_transactions:rate5m"
-PG_STMT_RATE = "target_datname:sparki_postgres_statement_duration_seconds:rate5m"
 EXPORTER_UP = f'(up{{job="{EXPORTER_JOB}"}} or absent(up{{job="{EXPORTER_JOB}"}}) * 0)'
-
-
-_LEGACY_RECORDINGS: tuple[Recording, ...] = (
-    # PostgreSQL
-    *quantiles(
-        "postgres", "target_datname", "sparki_postgres_statement_duration_seconds", "5m", ""
-    ),
-    # Statements observed per second: the latency alert's minimum traffic.
-    Recording(
-        "postgres", PG_STMT_RATE, "rate(sparki_postgres_statement_duration_seconds_count[5m])"
-    ),
-    Recording(
-        "postgres",
-        PG_CONN_UTIL,
-        "sum without (state) (sparki_postgres_connections) / (sparki_postgres_max_connections > 0)",
-    ),
-    Recording(
-        "postgres",
-        PG_BLOCKS_RATE,
-        "rate(sparki_postgres_blocks_hit_total[5m]) + rate(sparki_postgres_blocks_read_total[5m])",
-    ),
-    Recording(
-        "postgres",
-        PG_HIT_RATIO,
-        "rate(sparki_postgres_blocks_hit_total[5m])"
-        " / ((rate(sparki_postgres_blocks_hit_total[5m])"
-        " + rate(sparki_postgres_blocks_read_total[5m])) > 0)",
-    ),
-    Recording(
-        "postgres",
-        PG_XACT_RATE,
-        "sum without (outcome) (rate(sparki_postgres_transactions_total[5m]))",
-    ),
-)
 
 
 # --- alerting signals -------------------------------------------------------------------
 
 
-_LEGACY_SIGNALS: tuple[Signal, ...] = (
+# The exporter's own signals; every adapter's are in its package's catalog.
+COMMON_SIGNALS: tuple[Signal, ...] = (
     Signal(
         key="target_down",
         adapter="common",
@@ -240,172 +212,24 @@ _LEGACY_SIGNALS: tuple[Signal, ...] = (
         ),
         symptom=False,
     ),
-    Signal(
-        key="postgres_statement_latency",
-        adapter="postgres",
-        alert="SparkiPostgresStatementLatencyHigh",
-        title="PostgreSQL statement latency p95",
-        value=PG_LATENCY.format(q="p95"),
-        direction="above",
-        unit="seconds",
-        window_minutes=5,
-        labels=("target", "datname"),
-        summary=(
-            "PostgreSQL statement latency p95 above [threshold] on {{ $labels.target }}"
-            " ({{ $labels.datname }})"
-        ),
-        description=(
-            "The 95th percentile execution time of statements in database"
-            " {{ $labels.datname }} on {{ $labels.target }} is [value] (threshold"
-            " [threshold] for [for])."
-        ),
-        guard=PG_STMT_RATE,
-    ),
-    Signal(
-        key="postgres_connections",
-        adapter="postgres",
-        alert="SparkiPostgresConnectionsHigh",
-        title="PostgreSQL connections used / max_connections",
-        value=PG_CONN_UTIL,
-        direction="above",
-        unit="ratio",
-        window_minutes=0,
-        labels=("target",),
-        summary="PostgreSQL {{ $labels.target }} uses over [threshold] of its connections",
-        description=(
-            "Client connections on {{ $labels.target }} are at [value] of max_connections"
-            " (minus reserved slots); threshold [threshold] for [for]."
-        ),
-    ),
-    Signal(
-        key="postgres_cache_hit_ratio",
-        adapter="postgres",
-        alert="SparkiPostgresCacheHitRatioLow",
-        title="PostgreSQL buffer cache hit ratio",
-        value=PG_HIT_RATIO,
-        direction="below",
-        unit="ratio",
-        window_minutes=5,
-        labels=("target", "datname"),
-        summary=(
-            "PostgreSQL cache hit ratio below [threshold] on {{ $labels.target }}"
-            " ({{ $labels.datname }})"
-        ),
-        description=(
-            "Only [value] of block reads in database {{ $labels.datname }} on"
-            " {{ $labels.target }} are served from shared_buffers (threshold [threshold]"
-            " for [for])."
-        ),
-        guard=PG_BLOCKS_RATE,
-        symptom=False,
-    ),
-    Signal(
-        key="postgres_replication_lag",
-        adapter="postgres",
-        alert="SparkiPostgresReplicationLagHigh",
-        title="PostgreSQL replication lag",
-        value="sparki_postgres_replication_lag_seconds",
-        direction="above",
-        unit="seconds",
-        window_minutes=0,
-        labels=("target", "replica"),
-        summary=(
-            "PostgreSQL replica {{ $labels.replica }} of {{ $labels.target }} lags over [threshold]"
-        ),
-        description=(
-            "Replica {{ $labels.replica }} of {{ $labels.target }} is [value] behind"
-            " (threshold [threshold] for [for])."
-        ),
-    ),
-    Signal(
-        key="postgres_replication_stopped",
-        adapter="postgres",
-        alert="SparkiPostgresReplicationStopped",
-        title="PostgreSQL standby WAL receiver streaming",
-        value="sparki_postgres_wal_receiver_up",
-        direction="below",
-        unit="bool",
-        window_minutes=0,
-        labels=("target",),
-        summary="Standby {{ $labels.target }} does not receive WAL from its primary",
-        description=(
-            "sparki_postgres_wal_receiver_up is [value] on standby {{ $labels.target }} for"
-            " [for]: its WAL receiver is not streaming, so it falls behind with every write"
-            " on the primary (its lag grows from the last message it received)."
-        ),
-    ),
-    Signal(
-        key="postgres_standby_missing",
-        adapter="postgres",
-        alert="SparkiPostgresStandbyMissing",
-        title="PostgreSQL streaming standbys / expected_standbys",
-        value=(
-            "sparki_postgres_replication_standbys"
-            " / (sparki_postgres_replication_expected_standbys > 0)"
-        ),
-        direction="below",
-        unit="ratio",
-        window_minutes=0,
-        labels=("target",),
-        summary="Primary {{ $labels.target }} has fewer streaming standbys than expected",
-        description=(
-            "Only [value] of the expected_standbys stream from {{ $labels.target }} (for"
-            " [for]): a disconnected standby's lag series vanishes, this does not."
-        ),
-    ),
-    Signal(
-        key="postgres_slot_retained_wal",
-        adapter="postgres",
-        alert="SparkiPostgresSlotRetainingWal",
-        title="PostgreSQL WAL retained by inactive replication slots",
-        value=(
-            "(sparki_postgres_replication_slot_retained_wal_bytes"
-            " unless on (job, instance, target, slot)"
-            " sparki_postgres_replication_slot_active == 1)"
-        ),
-        direction="above",
-        unit="bytes",
-        window_minutes=0,
-        labels=("target", "slot"),
-        summary=(
-            "Inactive replication slot {{ $labels.slot }} on {{ $labels.target }} retains"
-            " over [threshold] of WAL"
-        ),
-        description=(
-            "Replication slot {{ $labels.slot }} on {{ $labels.target }} has no consumer and"
-            " keeps [value] of WAL on the primary's disk (threshold [threshold] for [for]);"
-            " it grows with every write until the disk is full."
-        ),
-    ),
 )
 
-# The common signals and recordings live here; each adapter's live in its package's
-# catalog. (Blocks of an adapter still listed here are being moved to its package.)
-# Grouped by adapter in ADAPTERS order (a legacy block before its package's), so the
-# generated files keep one adapter's signals together wherever a block lives.
+# Grouped by adapter in ADAPTERS order (the exporter's own first), so the generated
+# files keep one adapter's signals together.
 RECORDINGS: tuple[Recording, ...] = tuple(
-    r
-    for a in ADAPTERS
-    for r in (*_LEGACY_RECORDINGS, *(r for c in CATALOGS.values() for r in c.RECORDINGS))
-    if r.adapter == a
+    r for a in ADAPTERS for r in (CATALOGS[a].RECORDINGS if a in CATALOGS else ())
 )
 SIGNALS: tuple[Signal, ...] = tuple(
     s
     for a in ADAPTERS
-    for s in (*_LEGACY_SIGNALS, *(s for c in CATALOGS.values() for s in c.SIGNALS))
+    for s in (CATALOGS[a].SIGNALS if a in CATALOGS else COMMON_SIGNALS)
     if s.adapter == a
 )
 SIGNALS_BY_KEY = {s.key: s for s in SIGNALS}
 
 # Signals that compare a histogram's percentile with their thresholds: those thresholds
 # must be bucket edges of the histogram (exporter/alert_edges.py, generated).
-_LEGACY_HISTOGRAM_SIGNALS = {
-    "postgres_statement_latency": "sparki_postgres_statement_duration_seconds",
-}
-_HISTOGRAM_SIGNALS = {
-    **_LEGACY_HISTOGRAM_SIGNALS,
-    **{k: m for c in CATALOGS.values() for k, m in c.HISTOGRAM_SIGNALS.items()},
-}
+_HISTOGRAM_SIGNALS = {k: m for c in CATALOGS.values() for k, m in c.HISTOGRAM_SIGNALS.items()}
 HISTOGRAM_SIGNALS = {
     s.key: _HISTOGRAM_SIGNALS[s.key] for s in SIGNALS if s.key in _HISTOGRAM_SIGNALS
 }

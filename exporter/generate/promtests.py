@@ -30,9 +30,7 @@ from typing import Any
 from .catalog import (
     ADAPTERS,
     CATALOGS,
-    PG_LATENCY,
     SIGNALS,
-    SIGNALS_BY_KEY,
     WATCHDOG,
     WATCHDOG_DESCRIPTION,
     WATCHDOG_SUMMARY,
@@ -363,104 +361,6 @@ def synth_for(signal: Signal, st: SignalThresholds) -> Synth:
         return Synth((_gauge("sparki_exporter_config_last_reload_successful", {}),), {})
     if key == "web_config_reload_failed":
         return Synth((_gauge("sparki_exporter_web_config_last_reload_successful", {}),), {})
-    if key == "postgres_statement_latency":
-        h = _Histogram(st)
-        labels = {"target": "pg-main", "datname": "app"}
-        comps = h.components("sparki_postgres_statement_duration_seconds", [labels])
-        return Synth(tuple(comps), labels, h.realized, volume=h.volume)
-    if key == "postgres_connections":
-        labels = {"target": "pg-main"}
-
-        def used(v: float) -> int:
-            return round(v * 1000)
-
-        return Synth(
-            (
-                _gauge(
-                    "sparki_postgres_connections",
-                    {**labels, "state": "active"},
-                    lambda v, m, s: float(used(v) // 2),
-                ),
-                _gauge(
-                    "sparki_postgres_connections",
-                    {**labels, "state": "idle"},
-                    lambda v, m, s: float(used(v) - used(v) // 2),
-                ),
-                _gauge("sparki_postgres_max_connections", labels, _const(1000.0)),
-            ),
-            labels,
-            lambda v: used(v) / 1000,
-        )
-    if key == "postgres_cache_hit_ratio":
-        labels = {"target": "pg-main", "datname": "app"}
-        return Synth(
-            tuple(
-                _ratio_counters(
-                    ("sparki_postgres_blocks_hit_total", labels),
-                    [("sparki_postgres_blocks_read_total", labels, lambda v: 1 - v)],
-                    1000.0,
-                )
-            ),
-            labels,
-            volume=1000.0,
-        )
-    if key == "postgres_replication_lag":
-        labels = {"target": "pg-main", "replica": "standby1"}
-        return Synth((_gauge("sparki_postgres_replication_lag_seconds", labels),), labels)
-    if key == "postgres_replication_stopped":
-        labels = {"target": "pg-standby"}
-        return Synth((_gauge("sparki_postgres_wal_receiver_up", labels),), labels)
-    if key == "postgres_standby_missing":
-        labels = {"target": "pg-main"}
-
-        def streaming(v: float) -> float:
-            return float(round(v * 100))
-
-        return Synth(
-            (
-                _gauge(
-                    "sparki_postgres_replication_standbys",
-                    labels,
-                    lambda v, m, s: streaming(v),
-                ),
-                _gauge("sparki_postgres_replication_expected_standbys", labels, _const(100.0)),
-            ),
-            labels,
-            lambda v: streaming(v) / 100,
-            traps=(
-                (
-                    "expected_standbys 0 (no expectation): no ratio, no alert",
-                    (
-                        _gauge("sparki_postgres_replication_standbys", labels, _const(0.0)),
-                        _gauge(
-                            "sparki_postgres_replication_expected_standbys", labels, _const(0.0)
-                        ),
-                    ),
-                ),
-            ),
-        )
-    if key == "postgres_slot_retained_wal":
-        slot = {"target": "pg-main", "slot": "standby2", "slot_type": "physical"}
-        return Synth(
-            (
-                _gauge("sparki_postgres_replication_slot_retained_wal_bytes", slot),
-                _gauge("sparki_postgres_replication_slot_active", slot, _const(0.0)),
-            ),
-            slot,
-            traps=(
-                (
-                    "an active slot (its standby streams) retaining much WAL: silent",
-                    (
-                        _gauge(
-                            "sparki_postgres_replication_slot_retained_wal_bytes",
-                            slot,
-                            _const(1e13),
-                        ),
-                        _gauge("sparki_postgres_replication_slot_active", slot, _const(1.0)),
-                    ),
-                ),
-            ),
-        )
     catalog = CATALOGS.get(signal.adapter)
     if catalog is not None and hasattr(catalog, "synth"):
         # An adapter's own signals: its catalog's synth(signal, st) builds their input
@@ -766,7 +666,6 @@ def scenarios(thresholds: Thresholds, adapter: str) -> list[dict[str, Any]]:
     exporter gone (absent), data vanishing while an alert fires, a failover renaming a
     series, and alerts of equal target names on different adapters kept apart."""
     job = thresholds.exporter_job
-    keep = duration_seconds(thresholds.keep_firing_for) // 60
     out: list[dict[str, Any]] = []
     if adapter == "common":
         out.append(
@@ -850,59 +749,6 @@ def scenarios(thresholds: Thresholds, adapter: str) -> list[dict[str, Any]]:
                         "eval_time": f"{warn.hold_minutes + 1}m",
                         "alertname": "SparkiTargetDown",
                         "exp_alerts": [_expected(thresholds, "target_down", "warning", pg, 0)],
-                    }
-                ],
-            }
-        )
-    if adapter == "postgres" and keep:
-        st = thresholds["postgres_statement_latency"]
-        h = _Histogram(st)
-        labels = {"target": "pg-main", "datname": "app"}
-        comps = h.components("sparki_postgres_statement_duration_seconds", [labels])
-        crit = st.level("critical")
-        assert crit is not None
-        value = past(SIGNALS_BY_KEY["postgres_statement_latency"], crit)
-        # Firing from minute 5 + for at the latest; the samples stop (the target hangs,
-        # the exporter drops its series) at `last`; the rate window empties 5m later.
-        last = 5 + max(lv.hold_minutes for lv in st.levels) + 1
-        empty = last + 5
-        expected = [
-            _expected(
-                thresholds,
-                "postgres_statement_latency",
-                lv.severity,
-                {**labels, **JOB},
-                h.realized(value),
-            )
-            for lv in st.levels
-        ]
-        out.append(
-            {
-                "name": "SparkiPostgresStatementLatencyHigh: keeps firing while its data is gone",
-                "interval": "1m",
-                "input_series": _series(comps, [value] * (last + 1)),
-                "alert_rule_test": [
-                    {"eval_time": f"{last}m", "alertname": crit_alert, "exp_alerts": expected}
-                    for crit_alert in ["SparkiPostgresStatementLatencyHigh"]
-                ]
-                + [
-                    {
-                        "eval_time": f"{empty + keep - 2}m",
-                        "alertname": "SparkiPostgresStatementLatencyHigh",
-                        "exp_alerts": expected,
-                    },
-                    {
-                        "eval_time": f"{empty + keep + 2}m",
-                        "alertname": "SparkiPostgresStatementLatencyHigh",
-                        "exp_alerts": [],
-                    },
-                ],
-                "promql_expr_test": [
-                    # The data really is gone while the alert holds.
-                    {
-                        "expr": PG_LATENCY.format(q="p95"),
-                        "eval_time": f"{empty + 1}m",
-                        "exp_samples": [],
                     }
                 ],
             }

@@ -15,8 +15,8 @@ series simply vanishes. This module adds what tells those apart:
 - on a primary, the number of streaming standbys, and the optional ``expected_standbys``
   of the target's config, so a missing standby alerts although its series is gone.
 
-Kept out of postgres.py (which only wires it in) so the two evolve separately; the
-leading underscore keeps the adapter scan from taking it for an adapter.
+It is the ``replication`` collector: besides that health, it reads the replay lag (per
+standby on a primary from ``pg_stat_replication``, ``replica="self"`` on a standby).
 """
 
 from __future__ import annotations
@@ -24,10 +24,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
 from psycopg import AsyncConnection
 
-Metric = GaugeMetricFamily
+from ...metrics import GaugeMetricFamily, Metric
+from .config import PostgresConfig
+from .queries import in_recovery
+
+PRIMARY_LAG_SQL = (
+    "SELECT coalesce(nullif(application_name, ''), client_addr::text, pid::text), "
+    "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8, "
+    "coalesce(extract(epoch FROM replay_lag), 0)::float8 "
+    "FROM pg_stat_replication ORDER BY 1, pid"
+)
+# On a standby, compare what was replayed with the newest WAL position known from the
+# primary (the receiver's latest_end_lsn, else what was received). Time lag is 0 when
+# everything known has been replayed, so an idle primary never looks like growing lag.
+STANDBY_LAG_SQL = (
+    "WITH r AS (SELECT greatest(pg_last_wal_receive_lsn(), "
+    "  (SELECT latest_end_lsn FROM pg_stat_wal_receiver)) AS known, "
+    "  pg_last_wal_replay_lsn() AS replayed) "
+    "SELECT coalesce(greatest(pg_wal_lsn_diff(known, replayed), 0), 0)::float8, "
+    "CASE WHEN known IS NULL OR replayed IS NULL OR known <= replayed THEN 0 "
+    "ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8 "
+    "FROM r"
+)
 
 # One row while the WAL receiver runs (PostgreSQL 13+ columns), none otherwise.
 RECEIVER_SQL = (
@@ -51,7 +71,14 @@ WAL_STATUSES = ("reserved", "extended", "unreserved", "lost")
 # Every statement this module runs: the target learns their queryids (EXPLAIN) so the
 # exporter's own work never shows in the statement histograms. A query added here and
 # not listed would be counted as the application's.
-OWN_SQL = (RECEIVER_SQL, REPLAY_TIME_SQL, SLOTS_SQL, STANDBYS_SQL)
+OWN_SQL = (
+    PRIMARY_LAG_SQL,
+    STANDBY_LAG_SQL,
+    RECEIVER_SQL,
+    REPLAY_TIME_SQL,
+    SLOTS_SQL,
+    STANDBYS_SQL,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +149,7 @@ def standby_lag_seconds(health: ReplicationHealth | None, lag_seconds: float) ->
     return max(lag_seconds, health.receiver_down_seconds)
 
 
-def families(target: str, health: ReplicationHealth | None) -> list[Metric]:
+def health_families(target: str, health: ReplicationHealth | None) -> list[Metric]:
     """Gauges for one target's replication health."""
     if health is None:
         return []
@@ -175,3 +202,61 @@ def families(target: str, health: ReplicationHealth | None) -> list[Metric]:
             expected.add_metric([t], health.expected_standbys)
             out.append(expected)
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    lag: tuple[tuple[str, float, float], ...]  # replica, seconds, bytes
+    health: ReplicationHealth
+
+
+class Collector:
+    """Per target: the replay lag and the replication health, read every poll."""
+
+    def __init__(self, config: PostgresConfig) -> None:
+        self.config = config
+        self.watch = ReplicationWatch(config.expected_standbys)
+
+    async def collect(self, conn: AsyncConnection[Any], version: int) -> Part:
+        standby = await in_recovery(conn)
+        lag = await self._lag(conn, standby)
+        health = await self.watch.poll(conn, standby)
+        lag = tuple((r, standby_lag_seconds(health, s), b) for r, s, b in lag)
+        return Part(lag, health)
+
+    async def _lag(
+        self, conn: AsyncConnection[Any], in_recovery: bool
+    ) -> tuple[tuple[str, float, float], ...]:
+        if in_recovery:
+            lag_bytes, lag_seconds = (await _rows(conn, STANDBY_LAG_SQL))[0]
+            return (("self", float(lag_seconds), float(lag_bytes)),)
+        out: list[tuple[str, float, float]] = []
+        seen: dict[str, int] = {}
+        for name, lag_bytes, lag_seconds in await _rows(conn, PRIMARY_LAG_SQL):
+            if lag_bytes is None:  # replay_lsn hidden: the role lacks pg_read_all_stats
+                continue
+            replica = str(name)
+            seen[replica] = seen.get(replica, 0) + 1
+            if seen[replica] > 1:  # two standbys with one application_name
+                replica = f"{replica}#{seen[replica]}"
+            lag_bytes = max(0.0, float(lag_bytes))
+            seconds = 0.0 if lag_bytes == 0 else max(0.0, float(lag_seconds))
+            out.append((replica, seconds, lag_bytes))
+        return tuple(out)
+
+
+def families(part: Part, target: str) -> list[Metric]:
+    lag_s = GaugeMetricFamily(
+        "sparki_postgres_replication_lag_seconds",
+        "Replay lag in seconds; per standby on a primary, 'self' on a standby",
+        labels=["target", "replica"],
+    )
+    lag_b = GaugeMetricFamily(
+        "sparki_postgres_replication_lag_bytes",
+        "WAL bytes not yet replayed",
+        labels=["target", "replica"],
+    )
+    for replica, seconds, nbytes in part.lag:
+        lag_s.add_metric([target, replica], seconds)
+        lag_b.add_metric([target, replica], nbytes)
+    return [lag_s, lag_b, *health_families(target, part.health)]

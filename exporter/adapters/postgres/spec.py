@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from ...adapter import AdapterSpec
 from .catalog import COLLECTORS
+from .config import PostgresConfig, from_env
 from .errors import classify
-from .target import PostgresConfig, PostgresTarget, families, from_env
+from .target import PostgresTarget, families
 
 ADAPTER = AdapterSpec(
     collectors=COLLECTORS,
