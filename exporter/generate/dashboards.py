@@ -607,6 +607,9 @@ def postgres(thresholds: Thresholds) -> dict[str, Any]:
         signal="postgres_slot_retained_wal",
         width=8,
     )
+    from ..adapters.postgres.catalog import health_rows
+
+    health_rows(b, thresholds)
     return b.build()
 
 

@@ -10,7 +10,7 @@ transactions, e.g. SELECT ... FOR SHARE and foreign keys).
 
 The raw ages are exported (``pg_database`` is readable by every role); the share of
 the 2^31 limit is computed by the shipped recording rules
-(``target_datname:sparki_postgres_database_xid_age:wraparound_ratio`` and the mxid
+(``target_datname:sparki_postgres_database_xid_age:wraparound_fraction`` and the mxid
 one), as the metric contract wants ratios in rules, not in the exporter. Every database
 counts, templates included: template0 ages too and autovacuum must freeze it as well.
 """
