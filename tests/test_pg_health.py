@@ -510,3 +510,46 @@ async def test_a_role_without_pg_monitor_gets_what_it_may_read(pg_cluster: PgClu
         assert (held or 0) >= 1  # other_app's lock on its own transaction ID
     finally:
         await app.close()
+
+
+# --- through the exporter ----------------------------------------------------------------
+
+FAST = {"poll_interval": "1s", "poll_timeout": "0.8s"}
+
+
+async def test_the_exporter_serves_the_collectors_and_one_failing_degrades_alone(
+    pg_cluster: PgCluster, start_exporter: Any
+) -> None:
+    """A collector refused by the server is marked failed; the target stays up."""
+    pg_cluster.sql("REVOKE SELECT ON pg_stat_archiver FROM PUBLIC")
+    exp = await start_exporter(
+        {**FAST, "postgres": [pg_cluster.target("h", collectors={"settings": False})]}
+    )
+    await exp.polls("postgres", "h", 2)
+    assert await exp.value("sparki_up", adapter="postgres", target="h") == 1
+    ok = {
+        name: await exp.value(
+            "sparki_collector_success", adapter="postgres", target="h", collector=name
+        )
+        for name in NAMES
+    }
+    assert ok == {**dict.fromkeys(NAMES, 1.0), "archiver": 0.0, "settings": None}
+    assert await exp.value("sparki_postgres_archiver_failed_total", target="h") is None
+    assert await exp.value("sparki_postgres_setting_work_mem_bytes", target="h") is None
+    assert await exp.value("sparki_postgres_oldest_transaction_seconds", target="h") == 0
+    assert await exp.value("sparki_postgres_database_xid_age", target="h", datname="app")
+    assert (
+        await exp.value("sparki_postgres_checkpoints_total", target="h", kind="timed") is not None
+    )
+    # The health queries are the exporter's own: never in its statement metrics.
+    texts = [
+        s.labels["query"] for s in await exp.samples("sparki_postgres_statement_info", target="h")
+    ]
+    own = [sql[:40] for name in NAMES for sql in module(name).OWN_SQL]
+    assert not [t for t in texts if any(t.startswith(o) for o in own)]
+    # ...although pg_stat_statements did record them, under the exporter's role.
+    recorded = pg_cluster.sql(
+        "SELECT query FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid"
+        " WHERE r.rolname = 'sparki_monitor' AND s.query LIKE 'SELECT mode, granted%'"
+    )
+    assert recorded

@@ -51,6 +51,11 @@ WAITING_SQL_13 = (
 OWN_SQL: tuple[str, ...] = (LOCKS_SQL, WAITING_SQL, WAITING_SQL_13)
 
 
+def own_sql(version: int) -> tuple[str, ...]:
+    """The statements this collector runs on a server of ``version``."""
+    return (LOCKS_SQL, WAITING_SQL if version >= 140000 else WAITING_SQL_13)
+
+
 @dataclass(frozen=True, slots=True)
 class Part:
     locks: tuple[tuple[str, str, int], ...]  # (mode, "granted" | "waiting", count)

@@ -15,6 +15,7 @@ produce negative, duplicated or huge observations.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import re
@@ -28,6 +29,7 @@ from psycopg import AsyncConnection
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, SecretStr, field_validator
 
+from ... import collector as collectors
 from ...adapter import PollError, Reason
 from ...bucket_edges import require_edges
 from ...config import Duration, GlobalConfig, TargetConfig, at_most
@@ -41,7 +43,7 @@ from ...metrics import (
     histogram_family,
 )
 from .catalog import COLLECTORS
-from .errors import check_dsn_options
+from .errors import check_dsn_options, clean_message
 from .estimator import interval_moments, spread
 from .replication import OWN_SQL as REPLICATION_SQL
 from .replication import ReplicationHealth, ReplicationWatch, standby_lag_seconds
@@ -221,6 +223,9 @@ class PostgresSnapshot:
     # exclude_own_role option), "privilege" (other roles' rows hidden from this role).
     statements_hidden: tuple[tuple[str, int], ...] = ()
     replication_health: ReplicationHealth | None = None  # see _pg_replication
+    # The collectors' parts, (name, part) in catalog order, and how each did.
+    parts: tuple[tuple[str, Any], ...] = ()
+    collector_runs: tuple[collectors.CollectorRun, ...] = ()
 
 
 # --- version differences, in one place -------------------------------------------------
@@ -400,6 +405,18 @@ class PostgresTarget:
         self.hidden: dict[str, int] = {}
         self.privilege_hidden_before = False
         self.minmax_refused = False
+        # Minimal wiring of the collector modules (pgcov); the pg branch's split of this
+        # file into collectors replaces it.
+        names = collectors.enabled(
+            COLLECTORS, global_config.collectors_for("postgres"), config.collectors
+        )
+        self.collectors = [
+            (spec.name, importlib.import_module(f"{__package__}.{spec.name}"))
+            for spec in COLLECTORS
+            if spec.name in names
+        ]
+        self.collector_objects = [(name, mod.Collector(config)) for name, mod in self.collectors]
+        self.collector_errors = collectors.CollectorErrors("postgres", config.name)
 
     # -- connection ---------------------------------------------------------------------
 
@@ -443,6 +460,9 @@ class PostgresTarget:
             (OWN_EXPLAINS_SQL, (0, 0, "")),
             *((sql, None) for sql in REPLICATION_SQL),
         ]
+        for _, mod in self.collectors:
+            own = mod.own_sql(version) if hasattr(mod, "own_sql") else mod.OWN_SQL
+            sql += [(text, None) for text in own]
         info = statements_info_sql(version)
         if info:
             sql.append((info, None))
@@ -542,7 +562,14 @@ class PostgresTarget:
                 for (d, q), key in sorted(self.text_keys.items())
                 if key in self.texts
             ]
+        steps = [
+            (name, lambda c=c: c.collect(conn, int(version))) for name, c in self.collector_objects
+        ]
+        parts, runs = await collectors.run(steps, _collector_fatal, clean_message)
+        self.collector_errors.report(runs)
         return PostgresSnapshot(
+            parts=tuple(parts.items()),
+            collector_runs=runs,
             target=self.config.name,
             version=int(version),
             in_recovery=bool(in_recovery),
@@ -837,6 +864,12 @@ class PostgresTarget:
                 )
 
 
+def _collector_fatal(exc: BaseException) -> bool:
+    """A lost connection or the poll deadline fails the poll; anything else one collector."""
+    # OperationalError covers a dropped connection and QueryCanceled (statement_timeout).
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | TimeoutError)
+
+
 async def _one(conn: AsyncConnection[Any], sql: str, params: Any = None) -> tuple[Any, ...]:
     cur = await conn.execute(sql.encode(), params)
     row = await cur.fetchone()
@@ -996,4 +1029,8 @@ def families(snap: PostgresSnapshot) -> list[Metric]:
         1,
     )
     out.append(server)
+    for name, part in snap.parts:
+        module = importlib.import_module(f"{__package__}.{name}")
+        out += module.families(part, t)
+    out += collectors.families("postgres", t, snap.collector_runs)
     return out
