@@ -101,6 +101,9 @@ class PostgresConfig(TargetConfig):
     expected_standbys: int | None = Field(
         None, ge=0, description="on a primary: standbys that must be streaming from it"
     )
+    vacuum_top_n: int = Field(
+        10, ge=0, le=1000, description="vacuum collector: tables exported by dead tuples"
+    )
 
     _check_buckets = field_validator("statement_buckets", mode="before")(_buckets)
 

@@ -68,12 +68,8 @@ def module_sql(module: ModuleType, config: PostgresConfig, version: int) -> list
     depends on the version or the config, else its ``OWN_SQL`` (texts, or (text, example
     parameters) pairs)."""
     fn = getattr(module, "own_sql", None)
-    if fn is not None:
-        return list(fn(config, version))
-    return [
-        (entry, None) if isinstance(entry, str) else (entry[0], entry[1])
-        for entry in getattr(module, "OWN_SQL", ())
-    ]
+    entries = fn(config, version) if fn is not None else getattr(module, "OWN_SQL", ())
+    return [(entry, None) if isinstance(entry, str) else (entry[0], entry[1]) for entry in entries]
 
 
 @dataclass(frozen=True, slots=True)
