@@ -35,7 +35,7 @@ DEFAULT_TOP_N = 10
 
 # {top_n} is an integer literal. pg_stat_statements' query identifier ignores constants,
 # so every N gives the queryid of OWN_SQL's copy (N = DEFAULT_TOP_N).
-TABLES_SQL = (
+TABLES_TEMPLATE = (
     "WITH t AS (SELECT schemaname, relname, n_live_tup, n_dead_tup,"
     " greatest(last_vacuum, last_autovacuum) AS vacuumed,"
     " greatest(last_analyze, last_autoanalyze) AS analyzed,"
@@ -55,7 +55,7 @@ WORKERS_SQL = (
     " current_setting('autovacuum_max_workers')::int, current_database()"
     " FROM pg_stat_activity"
 )
-OWN_SQL: tuple[str, ...] = (TABLES_SQL.format(top_n=DEFAULT_TOP_N), WORKERS_SQL)
+OWN_SQL: tuple[str, ...] = (TABLES_TEMPLATE.format(top_n=DEFAULT_TOP_N), WORKERS_SQL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +85,7 @@ def _seconds(value: Any) -> float | None:
 class Collector:
     def __init__(self, config: Any) -> None:
         top_n = int(getattr(config, "vacuum_top_n", DEFAULT_TOP_N))
-        self.sql = TABLES_SQL.format(top_n=max(0, top_n))
+        self.sql = TABLES_TEMPLATE.format(top_n=max(0, top_n))
 
     async def collect(self, conn: psycopg.AsyncConnection[Any], version: int) -> Part:
         cur = await conn.execute(self.sql.encode())
