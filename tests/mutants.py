@@ -257,15 +257,15 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "config-timeout-equal-to-interval",
         CONFIG,
-        "if self.timeout_for(target) >= self.interval_for(target):",
-        "if self.timeout_for(target) > self.interval_for(target):",
+        "if timeout >= interval:",
+        "if timeout > interval:",
         ("tests/test_config.py::test_poll_timeout_equal_to_the_interval_is_refused",),
         "issue 17 #5: poll_timeout == poll_interval accepted",
     ),
     Mutant(
         "config-duplicate-names",
         CONFIG,
-        "if target.name in seen:",
+        "if (section, target.name) in seen:",
         "if False:",
         (CONFIG_MISTAKES,),
         "two targets with one name (one series for both)",
