@@ -103,3 +103,16 @@ def test_unknown_collector_flag_exits_2_naming_it() -> None:
     )
     assert out.returncode == 2
     assert "--collector.no_such_thing" in out.stderr and "unknown collector" in out.stderr
+
+
+def test_the_readme_lists_every_collector_with_its_default() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    text = readme.split("### Collectors\n", 1)[1].split("\n#", 1)[0]
+    for adapter, specs in adapters.all_collectors().items():
+        row = next(line for line in text.splitlines() if line.startswith(f"| {adapter} | "))
+        cells = row.strip("|").split("|")
+        on, off = cells[1], cells[2]
+        for spec in specs:
+            assert f"`{spec.name}`" in (on if spec.default else off), (adapter, spec.name)
