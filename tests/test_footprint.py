@@ -27,7 +27,9 @@ SECTIONS = {
     "postgres": "postgres:\n  - name: db\n    dsn: postgresql://u@127.0.0.1:1/postgres\n",
     "redis": "redis:\n  - name: cache\n    url: redis://127.0.0.1:1/0\n",
     "s3": "s3:\n  - name: blobs\n    bucket: blobs\n    endpoint_url: http://127.0.0.1:1\n",
+    "etcd": "etcd:\n  - name: kube\n    endpoints: [http://127.0.0.1:1]\n",
 }
+# etcd talks to its JSON gateway with aiohttp, which the core already uses: no driver.
 LIBRARIES = {"postgres": "psycopg", "redis": "redis", "s3": "botocore"}
 
 
@@ -40,10 +42,12 @@ def test_only_configured_adapters_are_imported(only: str, tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stderr
     modules = set(json.loads(result.stdout))
-    for adapter, library in LIBRARIES.items():
+    for adapter in SECTIONS:
         loaded = f"exporter.adapters.{adapter}.spec" in modules
         assert loaded == (adapter == only), (adapter, sorted(modules))
-        assert (library in modules) == (adapter == only), (library, sorted(modules))
+        library = LIBRARIES.get(adapter)
+        if library is not None:
+            assert (library in modules) == (adapter == only), (library, sorted(modules))
 
 
 def test_an_unknown_section_is_still_refused(tmp_path: Path) -> None:
