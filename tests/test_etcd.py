@@ -60,7 +60,11 @@ async def test_canary_and_status_of_a_single_member(
     left = gateway(
         etcd_server.url,
         "/v3/kv/range",
-        {"key": b64("/sparki-exporter/"), "range_end": b64("/sparki-exporter0"), "count_only": True},
+        {
+            "key": b64("/sparki-exporter/"),
+            "range_end": b64("/sparki-exporter0"),
+            "count_only": True,
+        },
     )
     assert int(left.get("count", 0)) == 0
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...adapter import Reason
+from ...bucket_edges import require_edges
 from ...metrics import (
     CounterMetricFamily,
     HistogramSnapshot,
@@ -30,6 +31,7 @@ REASONS = ("nospace", "auth", "permission", "mismatch", "other")
 BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 )  # fmt: skip
+require_edges(BUCKETS, "etcd_canary_latency")  # a changed threshold must move the buckets too
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +100,7 @@ async def collect(ctx: Context) -> CanaryPart:
         if put_done:  # a step after the put failed: do not leave the key behind
             try:
                 await ctx.call_any("/v3/kv/deleterange", {"key": key})
-            except Exception as exc:  # noqa: BLE001 - best effort; the poll reports the first error
+            except Exception as exc:
                 if not (isinstance(exc, GatewayError) or is_connection_error(exc)):
                     raise
     return state.part()

@@ -51,7 +51,9 @@ class EtcdTarget:
     def __init__(self, config: EtcdConfig, global_config: GlobalConfig) -> None:
         self.config = config
         self.timeout = global_config.timeout_for(config)
-        names = collector.enabled(COLLECTORS, global_config.collectors_for("etcd"), config.collectors)
+        names = collector.enabled(
+            COLLECTORS, global_config.collectors_for("etcd"), config.collectors
+        )
         self.collectors = [(c.name, _module(c.name)) for c in COLLECTORS if c.name in names]
         self.context = Context(config, Gateway(config))
         self.errors = collector.CollectorErrors("etcd", config.name)
