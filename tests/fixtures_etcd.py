@@ -5,8 +5,9 @@
 * ``etcd_auth`` (session): one member with authentication on (user ``root``,
   password ``AUTH_PASSWORD``), enabled through the JSON gateway.
 * ``etcd_cluster`` (session): three members; tests may stop one and must start it again.
-* ``etcd_factory`` (function): ``etcd_factory(**flags)`` starts a private member
-  (``quota_backend_bytes=...`` for the quota test); destroyed after the test.
+* ``etcd_factory`` (function): ``etcd_factory(*flags, tls=None)`` starts a private
+  member (``--quota-backend-bytes=...`` for the quota test; ``tls=TlsFiles(...)``:
+  https only, client certificates required); destroyed after the test.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import ssl
 import subprocess
 import tempfile
 import urllib.error
@@ -24,19 +26,27 @@ from typing import Any
 import pytest
 from fixtures_core import free_port, wait_until
 
+from devstack.redis import TlsFiles
+
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
 AUTH_PASSWORD = "etcd-Test-pass-7f1c"
 
 
-def gateway(url: str, path: str, body: dict[str, Any], token: str | None = None) -> Any:
+def gateway(
+    url: str,
+    path: str,
+    body: dict[str, Any],
+    token: str | None = None,
+    context: ssl.SSLContext | None = None,
+) -> Any:
     """One JSON gateway call from a test (blocking; fixtures only)."""
     req = urllib.request.Request(
         url + path,
         data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", **({"Authorization": token} if token else {})},
     )
-    with urllib.request.urlopen(req, timeout=5) as resp:
+    with urllib.request.urlopen(req, timeout=5, context=context) as resp:
         return json.loads(resp.read())
 
 
@@ -47,8 +57,15 @@ def b64(text: str) -> str:
 class EtcdMember:
     """One etcd process; ``start()`` / ``stop()`` keep its data dir and ports."""
 
-    def __init__(self, name: str, data_dir: str, extra: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, name: str, data_dir: str, extra: tuple[str, ...] = (), tls: TlsFiles | None = None
+    ) -> None:
         self.name = name
+        self.tls = tls
+        self.context: ssl.SSLContext | None = None
+        if tls is not None:
+            self.context = ssl.create_default_context(cafile=str(tls.ca_file))
+            self.context.load_cert_chain(str(tls.client_cert), str(tls.client_key))
         self.data_dir = data_dir
         self.client_port = free_port()
         self.peer_port = free_port()
@@ -59,7 +76,8 @@ class EtcdMember:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -83,6 +101,13 @@ class EtcdMember:
             "--election-timeout=500",
             *self.extra,
         ]
+        if self.tls is not None:
+            args += [
+                f"--cert-file={self.tls.server_cert}",
+                f"--key-file={self.tls.server_key}",
+                f"--trusted-ca-file={self.tls.ca_file}",
+                "--client-cert-auth",
+            ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.started_once = True
         if wait:
@@ -90,7 +115,7 @@ class EtcdMember:
         return self
 
     def status(self) -> Any:
-        return gateway(self.url, "/v3/maintenance/status", {})
+        return gateway(self.url, "/v3/maintenance/status", {}, context=self.context)
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         wait_until(
@@ -198,8 +223,8 @@ def etcd_factory() -> Iterator[Callable[..., EtcdMember]]:
     started: list[EtcdMember] = []
     base = tempfile.mkdtemp(prefix="sparki-etcd-private-")
 
-    def start(*flags: str) -> EtcdMember:
-        member = EtcdMember(f"p{len(started)}", f"{base}/p{len(started)}", tuple(flags))
+    def start(*flags: str, tls: TlsFiles | None = None) -> EtcdMember:
+        member = EtcdMember(f"p{len(started)}", f"{base}/p{len(started)}", tuple(flags), tls)
         started.append(member)
         return member.start()
 

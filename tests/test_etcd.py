@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import urllib.error
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fixtures_etcd import AUTH_PASSWORD, EtcdCluster, EtcdMember, b64, gateway
 
+from devstack.redis import TlsFiles
 from exporter.adapter import Reason
 
 FAST = {"poll_interval": "1s", "poll_timeout": "0.9s"}
@@ -176,3 +178,112 @@ async def test_restart_mid_run(etcd_factory: Any, start_exporter: Any) -> None:
     before = await count(exp, "put")
     await exp.polls("etcd", "t", 1)
     assert await count(exp, "put") > before
+
+
+async def test_tls_with_client_certificates(
+    etcd_factory: Any, start_exporter: Any, tmp_path: Path
+) -> None:
+    tls = TlsFiles(tmp_path / "tls")
+    member = etcd_factory(tls=tls)
+    good = member.target(
+        "good",
+        ca_file=str(tls.ca_file),
+        cert_file=str(tls.client_cert),
+        key_file=str(tls.client_key),
+    )
+    wrong_ca = {**good, "name": "wrong-ca", "ca_file": str(tls.wrong_ca_file)}
+    no_cert = member.target("no-cert", ca_file=str(tls.ca_file))
+    exp = await start_exporter({**FAST, "etcd": [good, wrong_ca, no_cert]})
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="etcd", target="good")
+    assert await exp.value("sparki_etcd_member_up", target="good", member="p0") == 1
+    for name in ("wrong-ca", "no-cert"):
+        state = exp.runner("etcd", name).state
+        await exp.wait_for(lambda state=state: state.polled, 30)
+        assert state.last_reason == Reason.CONNECT, (name, state.last_error)
+        assert await exp.value("sparki_up", adapter="etcd", target=name) == 0
+
+
+async def test_a_user_without_rights_on_the_canary_prefix_loses_only_the_canary(
+    etcd_auth: EtcdMember, start_exporter: Any
+) -> None:
+    """A user with read/write elsewhere: the canary is refused (permission) and degrades
+    alone; status and alarms (open to every user in etcd 3.4) still work."""
+    token = gateway(
+        etcd_auth.url, "/v3/auth/authenticate", {"name": "root", "password": AUTH_PASSWORD}
+    )["token"]
+    password = "limited-Pass-3e9"
+    for path, body in (
+        ("/v3/auth/user/add", {"name": "limited", "password": password}),
+        ("/v3/auth/role/add", {"name": "canary"}),
+        (
+            "/v3/auth/role/grant",
+            {
+                "name": "canary",
+                "perm": {
+                    "permType": "READWRITE",
+                    "key": b64("/elsewhere/"),
+                    "range_end": b64("/elsewhere0"),
+                },
+            },
+        ),
+        ("/v3/auth/user/grant", {"user": "limited", "role": "canary"}),
+    ):
+        try:
+            gateway(etcd_auth.url, path, body, token)
+        except urllib.error.HTTPError as exc:  # a rerun in the same session
+            assert "already exists" in exc.read().decode()
+    exp = await start_exporter(config(etcd_auth.target("t", username="limited", password=password)))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="etcd", target="t")
+    await exp.polls("etcd", "t", 1)
+    success = {
+        s.labels["collector"]: s.value
+        for s in await exp.samples("sparki_collector_success", adapter="etcd", target="t")
+    }
+    assert success == {"canary": 0, "status": 1, "alarms": 1}, success
+    assert await exp.samples("sparki_etcd_canary_duration_seconds_count", target="t") == []
+    assert await exp.value("sparki_etcd_member_up", target="t", member="auth") == 1
+    assert await exp.value("sparki_etcd_alarm", target="t", alarm="nospace") == 0
+
+
+def test_config_refuses_half_given_pairs_and_bad_endpoints() -> None:
+    from exporter.config import ConfigError, validate
+
+    for target, wanted in (
+        ({"endpoints": ["http://e:2379"], "username": "u"}, "username and password"),
+        ({"endpoints": ["http://e:2379"], "cert_file": "/c"}, "cert_file and key_file"),
+        ({"endpoints": ["e:2379"]}, "must be a URL"),
+        ({"endpoints": ["http://e:2379/v3"]}, "must be a URL"),
+        ({"endpoints": []}, "at least 1"),
+        ({"endpoints": ["http://e:2379"], "collectors": {"canry": False}}, "did you mean"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            validate({"etcd": [{"name": "t", **target}]}, {})
+        assert wanted in str(err.value), (target, str(err.value))
+
+
+def test_from_env_reads_etcdctl_style_variables() -> None:
+    from exporter.config import from_environment
+
+    cfg = from_environment(
+        {
+            "ETCD_ENDPOINTS": "http://a:2379, http://b:2379",
+            "ETCD_USERNAME": "u",
+            "ETCD_PASSWORD": "p",
+        }
+    )
+    ((section, target),) = cfg.targets()
+    assert section == "etcd" and target.endpoints == ["http://a:2379", "http://b:2379"]
+    assert target.secrets() == ["p"]
+
+
+async def test_a_corrupt_alarm_shows_and_clears(etcd_factory: Any, start_exporter: Any) -> None:
+    member = etcd_factory()
+    member_id = member.status()["header"]["member_id"]
+    exp = await start_exporter(config(member.target("t")))
+    await exp.wait_value("sparki_etcd_alarm", 0, timeout=30, target="t", alarm="corrupt")
+    alarm = {"memberID": member_id, "alarm": "CORRUPT"}
+    gateway(member.url, "/v3/maintenance/alarm", {"action": "ACTIVATE", **alarm})
+    await exp.wait_value("sparki_etcd_alarm", 1, timeout=15, target="t", alarm="corrupt")
+    assert await exp.value("sparki_etcd_alarm", target="t", alarm="nospace") == 0
+    gateway(member.url, "/v3/maintenance/alarm", {"action": "DEACTIVATE", **alarm})
+    await exp.wait_value("sparki_etcd_alarm", 0, timeout=15, target="t", alarm="corrupt")

@@ -83,8 +83,10 @@ async def collect(ctx: Context) -> CanaryPart:
             except GatewayError as exc:
                 errors = state.errors
                 errors[(op, _reason(exc))] = errors.get((op, _reason(exc)), 0) + 1
-                if exc.reason() is Reason.AUTH:
-                    raise  # fatal: every call of the poll would be refused the same way
+                if exc.reason() in (Reason.AUTH, Reason.PERMISSION):
+                    # AUTH is fatal (every call would be refused the same way); a user
+                    # without rights on canary_prefix degrades this collector alone.
+                    raise
                 # Refused (over quota, say): counted, and the histograms stay exported.
                 break
             state.histograms[op].observe(time.perf_counter() - start)
