@@ -253,12 +253,14 @@ def test_config_refuses_half_given_pairs_and_bad_endpoints() -> None:
         ({"endpoints": ["http://e:2379"], "cert_file": "/c"}, "cert_file and key_file"),
         ({"endpoints": ["e:2379"]}, "must be a URL"),
         ({"endpoints": ["http://e:2379/v3"]}, "must be a URL"),
+        ({"endpoints": ["http://u:Secret-9@e:2379"]}, "must not carry credentials"),
         ({"endpoints": []}, "at least 1"),
         ({"endpoints": ["http://e:2379"], "collectors": {"canry": False}}, "did you mean"),
     ):
         with pytest.raises(ConfigError) as err:
             validate({"etcd": [{"name": "t", **target}]}, {})
         assert wanted in str(err.value), (target, str(err.value))
+        assert "Secret-9" not in str(err.value)
 
 
 def test_from_env_reads_etcdctl_style_variables() -> None:

@@ -113,6 +113,23 @@ SIGNALS: tuple[Signal, ...] = (
         ),
     ),
     Signal(
+        key="etcd_member_down",
+        adapter="etcd",
+        alert="SparkiEtcdMemberDown",
+        title="etcd member answers",
+        value="sparki_etcd_member_up",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("target", "member"),
+        summary="etcd {{ $labels.target }} member {{ $labels.member }} does not answer",
+        description=(
+            "Member {{ $labels.member }} of etcd {{ $labels.target }} has not answered its"
+            " status call for [for]; the cluster still serves while a quorum remains, with"
+            " one failure less to spare."
+        ),
+    ),
+    Signal(
         key="etcd_alarm",
         adapter="etcd",
         alert="SparkiEtcdAlarm",
@@ -164,9 +181,10 @@ def synth(signal: Signal, st: Any) -> Any:
                 ),
             )
         return p.Synth(comps, labels)
-    if key == "etcd_no_leader":
+    if key in ("etcd_no_leader", "etcd_member_down"):
         labels = {"target": "kube", "member": "m1"}
-        return p.Synth((p._gauge("sparki_etcd_has_leader", labels),), labels)
+        metric = "sparki_etcd_has_leader" if key == "etcd_no_leader" else "sparki_etcd_member_up"
+        return p.Synth((p._gauge(metric, labels),), labels)
     if key == "etcd_alarm":
         labels = {"target": "kube", "alarm": "nospace"}
         return p.Synth((p._gauge("sparki_etcd_alarm", labels, lambda v, m, s: 1 - v),), labels)
@@ -233,6 +251,14 @@ def dashboard(thresholds: Any) -> dict[str, Any]:
         maximum=1,
     )
     b.row("Leadership and raft")
+    b.graph(
+        "Members answering",
+        "short",
+        "1 while the member answers its status call; 0 when it is down or unreachable.",
+        [Query(f"sparki_etcd_member_up{T}", "{{target}} {{member}}")],
+        signal="etcd_member_down",
+        maximum=1,
+    )
     b.graph(
         "Members with a leader",
         "short",

@@ -18,6 +18,9 @@ def _endpoint(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
         raise ValueError("each endpoint must be a URL like https://etcd-0:2379 (no path)")
+    if parts.username or parts.password:
+        # Not echoed: the value holds a secret. It belongs in username/password(_file).
+        raise ValueError("an endpoint must not carry credentials; use username and password_file")
     return value.rstrip("/")
 
 

@@ -44,6 +44,9 @@ class StatusState:
     def __init__(self) -> None:
         self.leader: str | None = None  # last non-zero leader id seen
         self.changes = 0
+        # endpoint -> member name, remembered: a member that stopped (or was removed
+        # from the member list) keeps its label, so its member_up 0 reads as itself.
+        self.names: dict[str, str] = {}
 
     def observe(self, leader: str) -> None:
         if leader in ("", "0"):
@@ -77,7 +80,7 @@ async def collect(ctx: Context) -> StatusPart:
     leaders: list[tuple[float, str]] = []
     last: BaseException | None = None
     for index, endpoint in enumerate(ctx.config.endpoints):
-        fallback = by_url.get(endpoint, f"endpoint-{index}")
+        fallback = by_url.get(endpoint) or state.names.get(endpoint) or f"endpoint-{index}"
         try:
             reply = await ctx.gateway.call(endpoint, "/v3/maintenance/status", {})
         except GatewayError:
@@ -90,12 +93,13 @@ async def collect(ctx: Context) -> StatusPart:
             continue
         header = reply.get("header") or {}
         member_id = str(header.get("member_id", ""))
+        state.names[endpoint] = by_id.get(member_id, fallback)
         leader = str(reply.get("leader", "0"))
         term = float(reply.get("raftTerm", header.get("raft_term", 0)))
         leaders.append((term, leader))
         members.append(
             Member(
-                name=by_id.get(member_id, fallback),
+                name=state.names[endpoint],
                 up=True,
                 db_size=float(reply.get("dbSize", 0)),
                 db_in_use=float(reply.get("dbSizeInUse", reply.get("dbSize", 0))),
