@@ -34,6 +34,7 @@ ADAPTER_PREFIX = {
     "postgres": "SparkiPostgres",
     "redis": "SparkiRedis",
     "s3": "SparkiS3",
+    "etcd": "SparkiEtcd",
 }
 
 
@@ -606,9 +607,10 @@ async def real_scrape_names(
     redis_server: Any,
     s3_server: Any,
     standby: Any,
+    etcd_server: Any,
 ) -> set[str]:
     """Names in a scrape of an exporter polling real PostgreSQL (a primary expecting its
-    standby, and the standby), Redis and S3 servers."""
+    standby, and the standby), Redis, S3 and etcd servers."""
     exp = await start_exporter(
         {
             "poll_interval": "2s",
@@ -619,9 +621,16 @@ async def real_scrape_names(
             ],
             "redis": [redis_server.target("cache")],
             "s3": [s3_server.target("store")],
+            "etcd": [etcd_server.target("kube")],
         }
     )
-    targets = (("postgres", "pg"), ("postgres", "pg-standby"), ("redis", "cache"), ("s3", "store"))
+    targets = (
+        ("postgres", "pg"),
+        ("postgres", "pg-standby"),
+        ("redis", "cache"),
+        ("s3", "store"),
+        ("etcd", "kube"),
+    )
     for adapter, name in targets:
         await exp.wait_for(
             lambda a=adapter, n=name: exp.value("sparki_up", adapter=a, target=n),
@@ -640,8 +649,11 @@ async def test_rule_metric_names_are_in_a_real_scrape(
     pg_standby: Any,
     redis_server: Any,
     s3_server: Any,
+    etcd_server: Any,
 ) -> None:
-    names = await real_scrape_names(start_exporter, pg_primary, redis_server, s3_server, pg_standby)
+    names = await real_scrape_names(
+        start_exporter, pg_primary, redis_server, s3_server, pg_standby, etcd_server
+    )
     recorded = {r["record"] for r in recording_rules()}
     exprs = [r["expr"] for r in recording_rules()] + [r["expr"] for r in alert_rules()]
     used = set().union(*(promql.metric_names(e) for e in exprs))

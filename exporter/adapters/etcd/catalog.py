@@ -33,7 +33,7 @@ RECORDINGS: tuple[Recording, ...] = (
         "etcd",
         DB_UTIL,
         "sparki_etcd_db_size_bytes / on (job, instance, target) group_left ()"
-        " sparki_etcd_db_quota_bytes",
+        " (sparki_etcd_db_quota_bytes > 0)",
     ),
     Recording(
         "etcd",
@@ -109,7 +109,7 @@ SIGNALS: tuple[Signal, ...] = (
         summary="etcd {{ $labels.target }} member {{ $labels.member }} has no leader",
         description=(
             "Member {{ $labels.member }} of etcd {{ $labels.target }} reports no leader"
-            " for [for]: it cannot serve writes or linearizable reads."
+            " (has_leader [value]) for [for]: it cannot serve writes or linearizable reads."
         ),
     ),
     Signal(
@@ -125,8 +125,8 @@ SIGNALS: tuple[Signal, ...] = (
         summary="etcd {{ $labels.target }} member {{ $labels.member }} does not answer",
         description=(
             "Member {{ $labels.member }} of etcd {{ $labels.target }} has not answered its"
-            " status call for [for]; the cluster still serves while a quorum remains, with"
-            " one failure less to spare."
+            " status call (member_up [value]) for [for]; the cluster still serves while a"
+            " quorum remains, with one failure less to spare."
         ),
     ),
     Signal(
@@ -141,7 +141,8 @@ SIGNALS: tuple[Signal, ...] = (
         labels=("target", "alarm"),
         summary="etcd {{ $labels.target }} has an active {{ $labels.alarm }} alarm",
         description=(
-            "etcd {{ $labels.target }} has raised the {{ $labels.alarm }} alarm for [for]"
+            "etcd {{ $labels.target }} has raised the {{ $labels.alarm }} alarm (clear [value])"
+            " for [for]"
             " (nospace: every write is refused; corrupt: a member's data diverged). It stays"
             " until an operator disarms it."
         ),
