@@ -289,3 +289,22 @@ async def test_a_corrupt_alarm_shows_and_clears(etcd_factory: Any, start_exporte
     assert await exp.value("sparki_etcd_alarm", target="t", alarm="nospace") == 0
     gateway(member.url, "/v3/maintenance/alarm", {"action": "DEACTIVATE", **alarm})
     await exp.wait_value("sparki_etcd_alarm", 0, timeout=15, target="t", alarm="corrupt")
+
+
+async def test_a_hung_member_costs_part_of_a_poll_and_only_its_own_series(
+    etcd_cluster: EtcdCluster, hung_server: Any, start_exporter: Any
+) -> None:
+    """An endpoint that accepts and never answers, listed first: the canary falls over
+    to the next member and the others' status is still read in the same poll."""
+    target = etcd_cluster.target("t")
+    target["endpoints"] = [f"http://127.0.0.1:{hung_server.port}", *target["endpoints"]]
+    exp = await start_exporter({"poll_interval": "2s", "poll_timeout": "1.5s", "etcd": [target]})
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="etcd", target="t")
+    await exp.polls("etcd", "t", 2)
+    assert await exp.value("sparki_up", adapter="etcd", target="t") == 1
+    assert await exp.value("sparki_etcd_member_up", target="t", member="endpoint-0") == 0
+    for m in etcd_cluster.members:
+        assert await exp.value("sparki_etcd_member_up", target="t", member=m.name) == 1
+    assert await count(exp, "put") >= 2
+    state = exp.runner("etcd", "t").state
+    assert state.last_duration is not None and state.last_duration < 1.5

@@ -12,10 +12,11 @@ Members are labelled by name (from the member list), never by address.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from ...metrics import CounterMetricFamily, GaugeMetricFamily, Metric
-from .client import GatewayError, is_connection_error
+from .client import GatewayError, Unreachable, is_connection_error
 from .context import Context, unreachable_text
 
 
@@ -79,16 +80,19 @@ async def collect(ctx: Context) -> StatusPart:
     members: list[Member] = []
     leaders: list[tuple[float, str]] = []
     last: BaseException | None = None
-    for index, endpoint in enumerate(ctx.config.endpoints):
+    # Every member at once: a hung one costs call_timeout, not the sum of them.
+    replies = await asyncio.gather(
+        *(ctx.call(e, "/v3/maintenance/status", {}) for e in ctx.config.endpoints),
+        return_exceptions=True,
+    )
+    for index, (endpoint, reply) in enumerate(zip(ctx.config.endpoints, replies, strict=True)):
         fallback = by_url.get(endpoint) or state.names.get(endpoint) or f"endpoint-{index}"
-        try:
-            reply = await ctx.gateway.call(endpoint, "/v3/maintenance/status", {})
-        except GatewayError:
-            raise
-        except Exception as exc:
-            if not is_connection_error(exc):
-                raise
-            last = exc
+        if isinstance(reply, BaseException):
+            if isinstance(reply, GatewayError) or not (
+                isinstance(reply, TimeoutError) or is_connection_error(reply)
+            ):
+                raise reply
+            last = reply
             members.append(Member(fallback, False))
             continue
         header = reply.get("header") or {}
@@ -111,8 +115,8 @@ async def collect(ctx: Context) -> StatusPart:
             )
         )
     if not leaders:
-        from .client import Unreachable
-
+        if isinstance(last, TimeoutError):
+            raise TimeoutError("no member answered its status call in time")
         raise Unreachable(unreachable_text(last))
     # The leader of the highest term any member reports is the current one.
     state.observe(max(leaders)[1])

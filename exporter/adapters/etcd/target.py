@@ -24,6 +24,9 @@ from .config import EtcdConfig
 from .context import Context
 
 DEADLINE_SHARE = 0.9  # of the poll timeout: leave the core time to record the outcome
+# Of the poll timeout, what one call to one member may take: a hung member is given up
+# on in time for the others (status) or for the next endpoint (canary, alarms).
+CALL_SHARE = 0.45
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,7 @@ class EtcdTarget:
             COLLECTORS, global_config.collectors_for("etcd"), config.collectors
         )
         self.collectors = [(c.name, _module(c.name)) for c in COLLECTORS if c.name in names]
-        self.context = Context(config, Gateway(config))
+        self.context = Context(config, Gateway(config), call_timeout=self.timeout * CALL_SHARE)
         self.errors = collector.CollectorErrors("etcd", config.name)
 
     async def poll(self) -> EtcdSnapshot:
