@@ -204,7 +204,7 @@ async def test_tls_with_client_certificates(
 
 
 async def test_a_user_without_rights_on_the_canary_prefix_loses_only_the_canary(
-    etcd_auth: EtcdMember, start_exporter: Any
+    etcd_auth: EtcdMember, start_exporter: Any, captured_logs: Any
 ) -> None:
     """A user with read/write elsewhere: the canary is refused (permission) and degrades
     alone; status and alarms (open to every user in etcd 3.4) still work."""
@@ -243,6 +243,11 @@ async def test_a_user_without_rights_on_the_canary_prefix_loses_only_the_canary(
     assert await exp.samples("sparki_etcd_canary_duration_seconds_count", target="t") == []
     assert await exp.value("sparki_etcd_member_up", target="t", member="auth") == 1
     assert await exp.value("sparki_etcd_alarm", target="t", alarm="nospace") == 0
+    logs = captured_logs()
+    assert "collector=canary" in logs and "permission denied" in logs, logs
+    assert logs.count("collector failed") == 1, logs  # once per change, not per poll
+    failed = [line for line in logs.splitlines() if "collector failed" in line]
+    assert "127.0.0.1" not in failed[0] and password not in logs
 
 
 def test_config_refuses_half_given_pairs_and_bad_endpoints() -> None:
