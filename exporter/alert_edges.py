@@ -6,6 +6,7 @@ exporter/bucket_edges.py checks bucket layouts against it.
 
 # signal key in rules/thresholds.yaml -> (histogram metric, thresholds in seconds)
 LATENCY_EDGES: dict[str, tuple[str, tuple[float, ...]]] = {
+    "etcd_canary_latency": ("sparki_etcd_canary_duration_seconds", (0.1, 0.5)),
     "memcached_canary_latency": ("sparki_memcached_canary_duration_seconds", (0.005, 0.01)),
     "mysql_statement_latency": ("sparki_mysql_statement_duration_seconds", (0.05, 0.1)),
     "postgres_statement_latency": ("sparki_postgres_statement_duration_seconds", (0.05, 0.1)),

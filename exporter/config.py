@@ -720,8 +720,8 @@ def from_environment(env: Mapping[str, str] | None = None) -> RootConfig:
                 (
                     "",
                     "no config file given and no target in the environment: pass --config FILE "
-                    "or set PG_HOST, REDIS_HOST, REDIS_CLUSTER_NODES, MINIO_ENDPOINT, S3_BUCKET "
-                    "or MEMCACHED_SERVERS",
+                    "or set PG_HOST, MYSQL_HOST, REDIS_HOST, REDIS_CLUSTER_NODES, MINIO_ENDPOINT, "
+                    "S3_BUCKET, MEMCACHED_SERVERS or ETCD_ENDPOINTS",
                 )
             ]
         )

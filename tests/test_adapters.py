@@ -230,6 +230,37 @@ ROWS = [
         },
         must_have_samples=("sparki_s3_probe_duration_seconds", "sparki_s3_probes"),
     ),
+    Row(
+        adapter="etcd",
+        server="etcd_server",
+        healthy=lambda member: member.target("t"),
+        hung=lambda port: {"endpoints": [f"http://127.0.0.1:{port}"]},
+        secret_server="etcd_auth",
+        wrong_secret=lambda member, secret: member.target("t", username="root", password=secret),
+        contract={
+            "sparki_etcd_canary_duration_seconds": ("histogram", {"target", "operation"}),
+            "sparki_etcd_canary_errors": ("counter", {"target", "operation", "reason"}),
+            "sparki_etcd_member_up": ("gauge", {"target", "member"}),
+            "sparki_etcd_db_size_bytes": ("gauge", {"target", "member"}),
+            "sparki_etcd_db_size_in_use_bytes": ("gauge", {"target", "member"}),
+            "sparki_etcd_db_quota_bytes": ("gauge", {"target"}),
+            "sparki_etcd_has_leader": ("gauge", {"target", "member"}),
+            "sparki_etcd_is_leader": ("gauge", {"target", "member"}),
+            "sparki_etcd_raft_term": ("gauge", {"target", "member"}),
+            "sparki_etcd_raft_index": ("gauge", {"target", "member"}),
+            "sparki_etcd_raft_index_lag": ("gauge", {"target", "member"}),
+            "sparki_etcd_cluster_members": ("gauge", {"target"}),
+            "sparki_etcd_leader_changes": ("counter", {"target"}),
+            "sparki_etcd_alarm": ("gauge", {"target", "alarm"}),
+        },
+        must_have_samples=(
+            "sparki_etcd_canary_duration_seconds",
+            "sparki_etcd_member_up",
+            "sparki_etcd_db_size_bytes",
+            "sparki_etcd_has_leader",
+            "sparki_etcd_alarm",
+        ),
+    ),
 ]
 
 

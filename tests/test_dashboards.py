@@ -71,6 +71,7 @@ def test_the_dashboards_exist() -> None:
         "sparki-s3.json",
         "sparki-mysql.json",
         "sparki-memcached.json",
+        "sparki-etcd.json",
     }
 
 
@@ -234,6 +235,7 @@ async def test_dashboard_metric_names_are_in_a_real_scrape(
     s3_server: Any,
     mysql_server: Any,
     memcached_server: Any,
+    etcd_server: Any,
 ) -> None:
     used = dashboard_metric_names()
     assert "sparki_up" in used and catalog.PG_CONN_UTIL in used
@@ -245,6 +247,7 @@ async def test_dashboard_metric_names_are_in_a_real_scrape(
         pg_standby,
         mysql_server,
         memcached_server,
+        etcd_server,
     )
     recorded = {r["record"] for r in recording_rules()}
     missing = used - names - recorded - NOT_IN_A_PLAIN_SCRAPE - WEB_CONFIG_ONLY

@@ -29,7 +29,9 @@ SECTIONS = {
     "redis": "redis:\n  - name: cache\n    url: redis://127.0.0.1:1/0\n",
     "s3": "s3:\n  - name: blobs\n    bucket: blobs\n    endpoint_url: http://127.0.0.1:1\n",
     "memcached": "memcached:\n  - name: sessions\n    nodes: [127.0.0.1:1]\n",
+    "etcd": "etcd:\n  - name: kube\n    endpoints: [http://127.0.0.1:1]\n",
 }
+# etcd talks to its JSON gateway with aiohttp, which the core already uses: no driver.
 LIBRARIES = {"mysql": "asyncmy", "postgres": "psycopg", "redis": "redis", "s3": "botocore"}
 
 

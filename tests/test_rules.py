@@ -38,6 +38,7 @@ ADAPTER_PREFIX = {
     "s3": "SparkiS3",
     "mysql": "SparkiMysql",
     "memcached": "SparkiMemcached",
+    "etcd": "SparkiEtcd",
 }
 
 
@@ -615,9 +616,10 @@ async def real_scrape_names(
     standby: Any,
     mysql_server: Any,
     memcached_server: Any,
+    etcd_server: Any,
 ) -> set[str]:
     """Names in a scrape of an exporter polling real PostgreSQL (a primary expecting its
-    standby, and the standby), Redis, S3, MySQL and Memcached servers."""
+    standby, and the standby), Redis, S3, MySQL, Memcached and etcd servers."""
     exp = await start_exporter(
         {
             "poll_interval": "2s",
@@ -643,6 +645,7 @@ async def real_scrape_names(
             ],
             "mysql": [mysql_server.target("mysql")],
             "memcached": [memcached_server.target("mc")],
+            "etcd": [etcd_server.target("etcd")],
         }
     )
     # A build-log stream with a consumer group, so the per-group series exist.
@@ -658,6 +661,7 @@ async def real_scrape_names(
             ("s3", "store"),
             ("mysql", "mysql"),
             ("memcached", "mc"),
+            ("etcd", "etcd"),
         )
         for adapter, name in targets:
             await exp.wait_for(
@@ -683,6 +687,7 @@ async def test_rule_metric_names_are_in_a_real_scrape(
     s3_server: Any,
     mysql_server: Any,
     memcached_server: Any,
+    etcd_server: Any,
 ) -> None:
     names = await real_scrape_names(
         start_exporter,
@@ -692,6 +697,7 @@ async def test_rule_metric_names_are_in_a_real_scrape(
         pg_standby,
         mysql_server,
         memcached_server,
+        etcd_server,
     )
     recorded = {r["record"] for r in recording_rules()}
     exprs = [r["expr"] for r in recording_rules()] + [r["expr"] for r in alert_rules()]
