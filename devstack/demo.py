@@ -164,6 +164,50 @@ def memcached_load(server: Any, stack: Stack) -> None:
             stack.stop_event.wait(0.02)
 
 
+def start_mysql(stack: Stack) -> Any:
+    """A private MariaDB with performance_schema on and a small max_connections (20), so
+    the incident's held connections cross the shipped 80 % line."""
+    from .mysql import MysqlServer
+
+    server = MysqlServer(extra=("--max-connections=20",)).start()
+    stack.on_stop(server.destroy)
+    threading.Thread(target=mysql_load, args=(server, stack), daemon=True).start()
+    return server
+
+
+def mysql_load(server: Any, stack: Stack) -> None:
+    """A few queries a second; during an incident, 16 sessions sit on connections (a
+    leaking pool), 85 % of max_connections with the exporter's own, then go away."""
+    held: list[subprocess.Popen[bytes]] = []
+    while not stack.stop_event.is_set():
+        with contextlib.suppress(Exception):
+            server.sql("SELECT COUNT(*) FROM information_schema.tables")
+        if stack.incident.is_set() and not held:
+            held = [
+                subprocess.Popen(
+                    [*server.client_args(), "-e", "SELECT SLEEP(3600)"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                for _ in range(16)
+            ]
+        elif not stack.incident.is_set() and held:
+            for proc in held:
+                proc.kill()
+                proc.wait(10)
+            held = []
+        stack.stop_event.wait(0.5)
+    for proc in held:
+        proc.kill()
+        proc.wait(10)
+
+
+def mysql_password() -> str:
+    from .mysql import MONITOR_PASSWORD
+
+    return str(MONITOR_PASSWORD)
+
+
 def start_s3(stack: Stack) -> Any:
     from .s3 import MotoServer
 
@@ -238,7 +282,8 @@ def incident(stack: Stack, after: float, duration: float) -> None:
     if stack.stop_event.wait(after):
         return
     print(
-        f"{now()} *** incident: slow queries, Redis and Memcached memory filling for"
+        f"{now()} *** incident: slow queries, Redis and Memcached memory filling, MySQL"
+        " connections held for"
         f" {duration:g}s ***",
         flush=True,
     )
@@ -266,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         "--incident",
         action="store_true",
         help="30 s after start, cause an incident (slow queries, Redis and Memcached memory "
-        "filling, slow Redis scripts) so alerts fire, then end it so they resolve",
+        "filling, slow Redis scripts, MySQL connections held) so alerts fire, then end it "
+        "so they resolve",
     )
     p.add_argument("--incident-seconds", type=float, default=180)
     p.add_argument(
@@ -281,6 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_server = start_redis(stack)
         s3 = start_s3(stack)
         memcached = start_memcached(stack)
+        mysql = start_mysql(stack)
         port = args.port or free_port()
         start_exporter(
             stack,
@@ -295,6 +342,10 @@ def main(argv: list[str] | None = None) -> int:
                 "S3_SECRET_KEY": s3.secret_key,
                 "MEMCACHED_HOST": "127.0.0.1",
                 "MEMCACHED_PORT": str(memcached.port),
+                "MYSQL_HOST": "127.0.0.1",
+                "MYSQL_PORT": str(mysql.port),
+                "MYSQL_USER": "sparki",
+                "MYSQL_PASSWORD": mysql_password(),
             },
             port,
         )

@@ -63,6 +63,7 @@ def test_every_service_the_stack_needs_is_there() -> None:
         "postgres",
         "redis",
         "memcached",
+        "mysql",
         "minio",
         "exporter",
         "prometheus",

@@ -127,7 +127,7 @@ def test_demo_starts_shows_data_and_stops_cleanly() -> None:
             body = get(f"http://127.0.0.1:{port}/metrics")
             up = {
                 a: f'sparki_up{{adapter="{a}",target="{a}"}} 1' in body
-                for a in ("postgres", "redis", "s3")
+                for a in ("postgres", "redis", "s3", "memcached", "mysql")
             }
             if all(up.values()):
                 break
