@@ -131,7 +131,9 @@ class NatsTarget:
             "servers": [c.url],
             "connect_timeout": max(self.timeout * 0.6, 0.1),
             "allow_reconnect": False,
-            "max_reconnect_attempts": 0,
+            # 0 makes nats-py retry the first connect forever; 1 tries once more.
+            "max_reconnect_attempts": 1,
+            "reconnect_time_wait": 0.05,
             "error_cb": on_error,
             "name": "sparki-exporter",
         }
@@ -145,7 +147,10 @@ class NatsTarget:
         try:
             nc = await nats.connect(**kwargs)
         except Exception as exc:
-            raise classify(self._failed or exc) from None
+            first = self._failed
+            if isinstance(exc, nats.errors.NoServersError) and first is not None:
+                raise classify(first) from None
+            raise classify(exc) from None
         self.nc = nc
         self.inbox = nc.new_inbox()
 

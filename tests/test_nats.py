@@ -1,0 +1,114 @@
+"""The NATS adapter against private nats-server processes (JetStream on)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import nats
+import pytest
+from fixtures_nats import NatsServer
+
+pytestmark = pytest.mark.asyncio
+
+
+def cfg(*targets: dict[str, Any]) -> dict[str, Any]:
+    return {"poll_interval": "1s", "poll_timeout": "0.8s", "nats": list(targets)}
+
+
+async def test_unacked_pull_consumer_shows_pending_and_ack_pending(
+    nats_server: NatsServer, start_exporter: Any
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(name="BUILDLOGS", subjects=["logs.>"])
+    for _ in range(10):
+        await js.publish("logs.b1", b"line")
+    sub = await js.pull_subscribe("logs.>", "indexer")
+    await sub.fetch(4)  # delivered, never acked
+    exp = await start_exporter(cfg(nats_server.target("n")))
+    try:
+        labels = {"target": "n", "stream": "BUILDLOGS", "consumer": "indexer"}
+        await exp.wait_value("sparki_nats_consumer_pending_messages", 6.0, **labels)
+        assert await exp.value("sparki_nats_consumer_ack_pending_messages", **labels) == 4.0
+        assert await exp.value("sparki_nats_consumer_behind_messages", **labels) == 6.0
+        for _ in range(5):
+            await js.publish("logs.b1", b"line")
+        await exp.wait_value("sparki_nats_consumer_pending_messages", 11.0, **labels)
+        assert await exp.value("sparki_nats_jetstream_healthy", target="n") == 1.0
+        assert await exp.value("sparki_up", adapter="nats", target="n") == 1.0
+        count = await exp.value("sparki_nats_canary_duration_seconds_count", target="n")
+        assert count is not None and count >= 1
+    finally:
+        await js.delete_stream("BUILDLOGS")
+        await nc.close()
+
+
+async def test_stream_filled_towards_max_bytes(nats_server: NatsServer, start_exporter: Any) -> None:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(name="CACHE", subjects=["cache.>"], max_bytes=20000)
+    for _ in range(90):
+        await js.publish("cache.x", b"x" * 150)
+    exp = await start_exporter(cfg(nats_server.target("n")))
+    try:
+        await exp.wait_for(lambda: exp.value("sparki_nats_stream_max_bytes", stream="CACHE"))
+        used = await exp.value("sparki_nats_stream_bytes", stream="CACHE")
+        limit = await exp.value("sparki_nats_stream_max_bytes", stream="CACHE")
+        assert limit == 20000.0
+        assert used is not None and 0.8 < used / limit <= 1.0
+    finally:
+        await js.delete_stream("CACHE")
+        await nc.close()
+
+
+async def test_stopped_server_reads_down_with_reason_connect_and_recovers(
+    nats_factory: Any, start_exporter: Any
+) -> None:
+    server = nats_factory()
+    exp = await start_exporter(cfg(server.target("n")))
+    await exp.wait_value("sparki_up", 1.0, adapter="nats", target="n")
+    server.stop()
+    await exp.wait_value("sparki_up", 0.0, adapter="nats", target="n")
+    reason = await exp.samples("sparki_last_poll_error_reason", adapter="nats", target="n")
+    assert [s.labels["reason"] for s in reason if s.value == 1] == ["connect"]
+    server.start()
+    await exp.wait_value("sparki_up", 1.0, timeout=20, adapter="nats", target="n")
+
+
+async def test_wrong_token_reads_auth_and_never_shows_the_token(
+    nats_token: NatsServer, start_exporter: Any
+) -> None:
+    wrong = {**nats_token.target("n"), "token": "not-the-token-93af"}
+    exp = await start_exporter(cfg(wrong))
+    await exp.wait_value("sparki_up", 0.0, adapter="nats", target="n")
+    reason = await exp.samples("sparki_last_poll_error_reason", adapter="nats", target="n")
+    assert [s.labels["reason"] for s in reason if s.value == 1] == ["auth"]
+    text = await exp.scrape()
+    assert "not-the-token" not in text and nats_token.token not in text  # type: ignore[operator]
+
+
+async def test_user_password_server_accepts_the_right_secret(
+    nats_factory: Any, start_exporter: Any
+) -> None:
+    server = nats_factory(user="sparki", password="s3cret-pw-1")
+    bad = {**server.target("bad"), "password": "wrong-pw-2"}
+    exp = await start_exporter(cfg(server.target("good"), bad))
+    await exp.wait_value("sparki_up", 1.0, adapter="nats", target="good")
+    await exp.wait_value("sparki_up", 0.0, adapter="nats", target="bad")
+    reason = await exp.samples("sparki_last_poll_error_reason", adapter="nats", target="bad")
+    assert [s.labels["reason"] for s in reason if s.value == 1] == ["auth"]
+
+
+async def test_monitoring_port_down_degrades_only_its_collectors(
+    nats_server: NatsServer, start_exporter: Any
+) -> None:
+    from fixtures_core import free_port
+
+    target = {**nats_server.target("n"), "monitor_url": f"http://127.0.0.1:{free_port()}"}
+    exp = await start_exporter(cfg(target))
+    await exp.wait_value("sparki_collector_success", 0.0, adapter="nats", target="n", collector="varz")
+    assert await exp.value("sparki_up", adapter="nats", target="n") == 1.0
+    assert (
+        await exp.value("sparki_collector_success", adapter="nats", target="n", collector="canary")
+        == 1.0
+    )
