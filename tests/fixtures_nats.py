@@ -27,7 +27,9 @@ NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 class NatsServer:
     """One nats-server -js process; ``stop()`` and ``start()`` keep its ports and data."""
 
-    def __init__(self, token: str | None = None, user: str | None = None, password: str | None = None) -> None:
+    def __init__(
+        self, token: str | None = None, user: str | None = None, password: str | None = None
+    ) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="sparki-nats-"))
         self.port = free_port()
         self.monitor_port = free_port()
@@ -49,7 +51,7 @@ class NatsServer:
             args += ["--auth", self.token]
         if self.user:
             args += ["--user", self.user, "--pass", str(self.password)]
-        log = open(self.dir / "server.log", "ab")  # noqa: SIM115 - lives as long as the process
+        log = open(self.dir / "server.log", "ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log)
         wait_until(self._ready, 15, retry_on=(OSError,), what="nats-server ready")
         return self

@@ -13,9 +13,7 @@ TITLE = "NATS"
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("varz", "server connections, slow consumers, traffic and memory (/varz)"),
-    CollectorSpec(
-        "jetstream", "streams and consumers: size vs limits, pending, lag (/jsz)"
-    ),
+    CollectorSpec("jetstream", "streams and consumers: size vs limits, pending, lag (/jsz)"),
     CollectorSpec("healthz", "whether JetStream reports healthy (/healthz?js-enabled-only)"),
     CollectorSpec("canary", "a timed request/reply round trip through the server"),
 )

@@ -127,7 +127,9 @@ async def collect(ctx: NatsContext) -> JetStream:
 
 def families(target: str, js: JetStream) -> list[Metric]:
     enabled = GaugeMetricFamily(
-        "sparki_nats_jetstream_enabled", "1 when JetStream is enabled on the server", labels=["target"]
+        "sparki_nats_jetstream_enabled",
+        "1 when JetStream is enabled on the server",
+        labels=["target"],
     )
     enabled.add_metric([target], 1.0 if js.enabled else 0.0)
     out: list[Metric] = [enabled]

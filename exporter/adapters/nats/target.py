@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from ...metrics import HistogramState
 from .catalog import COLLECTORS
 from .config import CANARY_BUCKETS, NatsConfig
 from .context import CanaryState, MonitorError, NatsContext
+
+log = logging.getLogger("sparki.nats")
 
 ADAPTER = "nats"
 MONITOR_COLLECTORS = frozenset({"varz", "jetstream", "healthz"})
@@ -158,7 +161,7 @@ class NatsTarget:
             await msg.respond(msg.data)
 
         await nc.subscribe(self.inbox, cb=reply)
-        await nc.flush(timeout=max(self.timeout * 0.3, 0.1))
+        await asyncio.wait_for(nc.flush(), max(self.timeout * 0.3, 0.1))
 
     async def poll(self) -> NatsSnapshot:
         await self._connect()
@@ -199,8 +202,8 @@ class NatsTarget:
         if nc is not None:
             try:
                 await asyncio.wait_for(nc.close(), 1.0)
-            except Exception:  # noqa: BLE001 - closing a broken connection may fail; drop it
-                pass
+            except Exception as exc:  # closing a broken connection may fail; drop it
+                log.debug("closing the NATS connection failed: %s", type(exc).__name__)
 
     async def reset(self) -> None:
         await self._close_client()
