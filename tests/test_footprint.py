@@ -20,15 +20,16 @@ from exporter.config import load
 from exporter.service import Exporter
 Exporter(load(sys.argv[1]))
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in
-      ("psycopg", "redis", "boto3", "botocore", "exporter"))))
+      ("psycopg", "redis", "boto3", "botocore", "nats", "exporter"))))
 """
 
 SECTIONS = {
     "postgres": "postgres:\n  - name: db\n    dsn: postgresql://u@127.0.0.1:1/postgres\n",
     "redis": "redis:\n  - name: cache\n    url: redis://127.0.0.1:1/0\n",
     "s3": "s3:\n  - name: blobs\n    bucket: blobs\n    endpoint_url: http://127.0.0.1:1\n",
+    "nats": "nats:\n  - name: events\n    url: nats://127.0.0.1:1\n",
 }
-LIBRARIES = {"postgres": "psycopg", "redis": "redis", "s3": "botocore"}
+LIBRARIES = {"postgres": "psycopg", "redis": "redis", "s3": "botocore", "nats": "nats"}
 
 
 @pytest.mark.parametrize("only", sorted(SECTIONS))
