@@ -225,7 +225,7 @@ def dashboard(thresholds: Any) -> dict[str, Any]:
         signal="nats_canary_latency",
         width=24,
     )
-    return b.build()  # type: ignore[no-any-return]
+    return b.build()
 
 
 def synth(signal: Signal, st: Any) -> Any:
@@ -266,5 +266,5 @@ def synth(signal: Signal, st: Any) -> Any:
     if key == "nats_canary_latency":
         h = p._Histogram(st)
         labels = {"target": "events"}
-        return p.Synth(h.components(CANARY, [labels]), labels, h.realized, volume=h.volume)
+        return p.Synth(tuple(h.components(CANARY, [labels])), labels, h.realized, volume=h.volume)
     raise KeyError(f"no test input synthesizer for signal {key}")
