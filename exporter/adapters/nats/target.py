@@ -232,11 +232,12 @@ def families(snap: NatsSnapshot) -> list[Metric]:
 
 
 def from_env(env: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One target from NATS_URL (+ NATS_MONITOR_URL, NATS_TOKEN or NATS_USER/NATS_PASSWORD)."""
+    """One target from NATS_URL (+ NATS_MONITOR_URL, NATS_TOKEN or NATS_USER/NATS_PASSWORD;
+    SPARKI_NATS_TARGET names it)."""
     url = env.get("NATS_URL", "").strip()
     if not url:
         return []
-    target: dict[str, Any] = {"name": "nats", "url": url}
+    target: dict[str, Any] = {"name": env.get("SPARKI_NATS_TARGET", "nats"), "url": url}
     for key, field in (
         ("NATS_MONITOR_URL", "monitor_url"),
         ("NATS_TOKEN", "token"),
