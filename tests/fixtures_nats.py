@@ -28,9 +28,15 @@ class NatsServer:
     """One nats-server -js process; ``stop()`` and ``start()`` keep its ports and data."""
 
     def __init__(
-        self, token: str | None = None, user: str | None = None, password: str | None = None
+        self,
+        token: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        config: str = "",
     ) -> None:
+        """``config``: extra nats-server configuration text (limits such as max_pending)."""
         self.dir = Path(tempfile.mkdtemp(prefix="sparki-nats-"))
+        self.config = config
         self.port = free_port()
         self.monitor_port = free_port()
         self.token, self.user, self.password = token, user, password
@@ -47,6 +53,10 @@ class NatsServer:
     def start(self) -> NatsServer:
         args = [NATS_SERVER, "-js", "-sd", str(self.dir), "-a", "127.0.0.1"]
         args += ["-p", str(self.port), "-m", str(self.monitor_port)]
+        if self.config:
+            conf = self.dir / "server.conf"
+            conf.write_text(self.config)
+            args += ["-c", str(conf)]
         if self.token:
             args += ["--auth", self.token]
         if self.user:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from typing import Any
 
 import nats
@@ -119,3 +121,63 @@ async def test_monitoring_port_down_degrades_only_its_collectors(
         await exp.value("sparki_collector_success", adapter="nats", target="n", collector="canary")
         == 1.0
     )
+
+
+async def test_a_subscriber_that_never_reads_moves_the_slow_consumer_counter(
+    nats_factory: Any, start_exporter: Any
+) -> None:
+    # The server allows 64 KiB queued per client (payloads up to 32 KiB) and waits
+    # 100 ms on a blocked write; a raw TCP subscriber that never reads its socket is a
+    # slow consumer within that.
+    server = nats_factory(
+        config='max_pending: 65536\nmax_payload: 32768\nwrite_deadline: "100ms"\n'
+    )
+    exp = await start_exporter(cfg(server.target("n")))
+    await exp.wait_value("sparki_nats_slow_consumers_total", 0.0, target="n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await reader.readline()  # INFO
+    writer.write(b'CONNECT {"verbose":false}\r\nSUB flood 1\r\nPING\r\n')
+    await writer.drain()
+    nc = await nats.connect(server.url)
+    try:
+        payload = b"x" * 30000
+        for _ in range(400):
+            await nc.publish("flood", payload)
+        await nc.flush()
+
+        async def moved() -> bool:
+            value = await exp.value("sparki_nats_slow_consumers_total", target="n")
+            return value is not None and value >= 1
+
+        await exp.wait_for(moved, 15)
+        assert await exp.value("sparki_up", adapter="nats", target="n") == 1.0
+    finally:
+        writer.close()
+        await nc.close()
+
+
+async def test_consumer_names_are_capped_and_the_rest_summed_as_other(
+    nats_server: NatsServer, start_exporter: Any
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(name="WIDE", subjects=["wide.>"])
+    for _ in range(5):
+        await js.publish("wide.a", b"m")
+    for i in range(6):
+        await js.pull_subscribe("wide.>", f"worker{i}")
+    exp = await start_exporter(cfg({**nats_server.target("n"), "top_consumers": 2}))
+    try:
+        await exp.wait_for(
+            lambda: exp.value("sparki_nats_consumer_pending_messages", consumer="other")
+        )
+        rows = await exp.samples("sparki_nats_consumer_pending_messages", target="n", stream="WIDE")
+        names = sorted(s.labels["consumer"] for s in rows)
+        assert len(names) == 3 and "other" in names, names
+        other = next(s.value for s in rows if s.labels["consumer"] == "other")
+        assert other == 4 * 5.0  # four consumers summed, five pending each
+    finally:
+        await js.delete_stream("WIDE")
+        await nc.close()
