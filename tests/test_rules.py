@@ -34,6 +34,7 @@ ADAPTER_PREFIX = {
     "postgres": "SparkiPostgres",
     "redis": "SparkiRedis",
     "s3": "SparkiS3",
+    "nats": "SparkiNats",
 }
 
 

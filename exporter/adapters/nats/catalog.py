@@ -46,8 +46,9 @@ SIGNALS: tuple[Signal, ...] = (
         labels=("target",),
         summary="JetStream on NATS {{ $labels.target }} is unavailable",
         description=(
-            "/healthz?js-enabled-only=true on {{ $labels.target }} has not answered ok for"
-            " [for]: streams accept no publishes and consumers get nothing."
+            "sparki_nats_jetstream_healthy is [value] for [for]: /healthz?js-enabled-only=true"
+            " on {{ $labels.target }} does not answer ok, so streams accept no publishes and"
+            " consumers get nothing."
         ),
     ),
     Signal(
@@ -84,8 +85,9 @@ SIGNALS: tuple[Signal, ...] = (
             " {{ $labels.target }} falls behind"
         ),
         description=(
-            "Pending messages of consumer {{ $labels.consumer }} grow by [value] a second"
-            " (threshold [threshold] for [for]) while a backlog already exists."
+            "Pending messages of consumer {{ $labels.consumer }} of stream"
+            " {{ $labels.stream }} on {{ $labels.target }} grow by [value] (threshold"
+            " [threshold] for [for]) while a backlog already exists."
         ),
         guard=PENDING,
         symptom=False,
@@ -103,7 +105,7 @@ SIGNALS: tuple[Signal, ...] = (
         summary="NATS {{ $labels.target }} keeps cutting off slow consumers",
         description=(
             "The server on {{ $labels.target }} marks clients as slow consumers at [value]"
-            " a second (threshold [threshold] for [for]); they lose messages."
+            " (threshold [threshold] for [for]); they lose messages."
         ),
         symptom=False,
         counter_rate=True,
