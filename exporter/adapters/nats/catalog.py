@@ -27,10 +27,16 @@ STREAM_UTIL = "sparki_nats_stream_bytes / sparki_nats_stream_max_bytes"
 PENDING = "sparki_nats_consumer_pending_messages"
 PENDING_GROWTH = f"deriv({PENDING}[10m])"
 SLOW_RATE = "rate(sparki_nats_slow_consumers_total[5m])"
+CANARY_FAILURES = "sparki_nats_canary_failures_total"
+CANARY_ATTEMPTS = "target:sparki_nats_canary_attempts:rate5m"
+CANARY_FAIL_RATIO = "target:sparki_nats_canary_failures:ratio_rate5m"
 
 RECORDINGS: tuple[Recording, ...] = (
     *quantiles("nats", "target", CANARY, "5m", ""),
     Recording("nats", CANARY_RATE, f"rate({CANARY}_count[5m])"),
+    # A failed request is not observed in the histogram: attempts are both together.
+    Recording("nats", CANARY_ATTEMPTS, f"rate({CANARY_FAILURES}[5m]) + rate({CANARY}_count[5m])"),
+    Recording("nats", CANARY_FAIL_RATIO, f"rate({CANARY_FAILURES}[5m]) / {CANARY_ATTEMPTS}"),
 )
 
 SIGNALS: tuple[Signal, ...] = (
@@ -127,7 +133,25 @@ SIGNALS: tuple[Signal, ...] = (
         ),
         guard=CANARY_RATE,
     ),
+    Signal(
+        key="nats_canary_failure_ratio",
+        adapter="nats",
+        alert="SparkiNatsCanaryFailing",
+        title="NATS canary failure ratio",
+        value=CANARY_FAIL_RATIO,
+        direction="above",
+        unit="ratio",
+        window_minutes=5,
+        labels=("target",),
+        summary="NATS request/reply fails over [threshold] on {{ $labels.target }}",
+        description=(
+            "[value] of the exporter's canary requests through {{ $labels.target }} got no"
+            " reply in time (threshold [threshold] for [for])."
+        ),
+        guard=CANARY_ATTEMPTS,
+    ),
 )
+
 
 # Signals whose thresholds must be bucket edges of a histogram: signal key -> metric.
 HISTOGRAM_SIGNALS: dict[str, str] = {"nats_canary_latency": CANARY}
@@ -225,7 +249,13 @@ def dashboard(thresholds: Any) -> dict[str, Any]:
         "The exporter's own request/reply round trip through the server.",
         d.quantile_queries(CANARY_LATENCY, t, "{{target}}"),
         signal="nats_canary_latency",
-        width=24,
+    )
+    b.graph(
+        "Request/reply failure ratio",
+        "percentunit",
+        "Share of canary requests that got no reply within canary_timeout.",
+        [d.Query(f"{CANARY_FAIL_RATIO}{t}", "{{target}}")],
+        signal="nats_canary_failure_ratio",
     )
     return b.build()
 
@@ -269,4 +299,17 @@ def synth(signal: Signal, st: Any) -> Any:
         h = p._Histogram(st)
         labels = {"target": "events"}
         return p.Synth(tuple(h.components(CANARY, [labels])), labels, h.realized, volume=h.volume)
+    if key == "nats_canary_failure_ratio":
+        labels = {"target": "events"}
+        return p.Synth(
+            tuple(
+                p._ratio_counters(
+                    (CANARY_FAILURES, labels),
+                    [(f"{CANARY}_count", labels, lambda v: 1 - v)],
+                    1.0,
+                )
+            ),
+            labels,
+            volume=1.0,
+        )
     raise KeyError(f"no test input synthesizer for signal {key}")
