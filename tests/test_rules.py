@@ -607,9 +607,21 @@ async def real_scrape_names(
     redis_server: Any,
     s3_server: Any,
     standby: Any,
+    nats_server: Any = None,
 ) -> set[str]:
     """Names in a scrape of an exporter polling real PostgreSQL (a primary expecting its
-    standby, and the standby), Redis and S3 servers."""
+    standby, and the standby), Redis, S3 and NATS servers."""
+    nats_targets = []
+    if nats_server is not None:
+        import nats
+
+        nc = await nats.connect(nats_server.url)
+        js = nc.jetstream()
+        await js.add_stream(name="RULES", subjects=["rules.>"], max_bytes=1_000_000)
+        await js.publish("rules.a", b"m")
+        await js.pull_subscribe("rules.>", "rules-consumer")
+        await nc.close()
+        nats_targets = [nats_server.target("events")]
     exp = await start_exporter(
         {
             "poll_interval": "2s",
@@ -620,9 +632,12 @@ async def real_scrape_names(
             ],
             "redis": [redis_server.target("cache")],
             "s3": [s3_server.target("store")],
+            **({"nats": nats_targets} if nats_targets else {}),
         }
     )
     targets = (("postgres", "pg"), ("postgres", "pg-standby"), ("redis", "cache"), ("s3", "store"))
+    if nats_targets:
+        targets += (("nats", "events"),)
     for adapter, name in targets:
         await exp.wait_for(
             lambda a=adapter, n=name: exp.value("sparki_up", adapter=a, target=n),
@@ -641,8 +656,11 @@ async def test_rule_metric_names_are_in_a_real_scrape(
     pg_standby: Any,
     redis_server: Any,
     s3_server: Any,
+    nats_server: Any,
 ) -> None:
-    names = await real_scrape_names(start_exporter, pg_primary, redis_server, s3_server, pg_standby)
+    names = await real_scrape_names(
+        start_exporter, pg_primary, redis_server, s3_server, pg_standby, nats_server
+    )
     recorded = {r["record"] for r in recording_rules()}
     exprs = [r["expr"] for r in recording_rules()] + [r["expr"] for r in alert_rules()]
     used = set().union(*(promql.metric_names(e) for e in exprs))

@@ -36,7 +36,13 @@ RECORDINGS: tuple[Recording, ...] = (
     Recording("nats", CANARY_RATE, f"rate({CANARY}_count[5m])"),
     # A failed request is not observed in the histogram: attempts are both together.
     Recording("nats", CANARY_ATTEMPTS, f"rate({CANARY_FAILURES}[5m]) + rate({CANARY}_count[5m])"),
-    Recording("nats", CANARY_FAIL_RATIO, f"rate({CANARY_FAILURES}[5m]) / {CANARY_ATTEMPTS}"),
+    # Inline, not read from CANARY_ATTEMPTS: recordings never read recordings (order).
+    Recording(
+        "nats",
+        CANARY_FAIL_RATIO,
+        f"rate({CANARY_FAILURES}[5m])"
+        f" / ((rate({CANARY_FAILURES}[5m]) + rate({CANARY}_count[5m])) > 0)",
+    ),
 )
 
 SIGNALS: tuple[Signal, ...] = (
