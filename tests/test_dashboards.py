@@ -229,10 +229,13 @@ async def test_dashboard_metric_names_are_in_a_real_scrape(
     pg_standby: Any,
     redis_server: Any,
     s3_server: Any,
+    nats_server: Any,
 ) -> None:
     used = dashboard_metric_names()
     assert "sparki_up" in used and catalog.PG_CONN_UTIL in used
-    names = await real_scrape_names(start_exporter, pg_primary, redis_server, s3_server, pg_standby)
+    names = await real_scrape_names(
+        start_exporter, pg_primary, redis_server, s3_server, pg_standby, nats_server
+    )
     recorded = {r["record"] for r in recording_rules()}
     missing = used - names - recorded - NOT_IN_A_PLAIN_SCRAPE
     assert not missing, f"dashboards read names nobody produces: {sorted(missing)}"
