@@ -68,6 +68,7 @@ def test_the_dashboards_exist() -> None:
         "sparki-postgres.json",
         "sparki-redis.json",
         "sparki-s3.json",
+        "sparki-nats.json",
     }
 
 
