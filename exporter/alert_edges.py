@@ -9,6 +9,7 @@ LATENCY_EDGES: dict[str, tuple[str, tuple[float, ...]]] = {
     "etcd_canary_latency": ("sparki_etcd_canary_duration_seconds", (0.1, 0.5)),
     "memcached_canary_latency": ("sparki_memcached_canary_duration_seconds", (0.005, 0.01)),
     "mysql_statement_latency": ("sparki_mysql_statement_duration_seconds", (0.05, 0.1)),
+    "nats_canary_latency": ("sparki_nats_canary_duration_seconds", (0.05, 0.25)),
     "postgres_statement_latency": ("sparki_postgres_statement_duration_seconds", (0.05, 0.1)),
     "redis_command_latency": ("sparki_redis_command_duration_seconds", (0.005, 0.01)),
     "s3_canary_latency": ("sparki_s3_probe_duration_seconds", (0.5, 2.5)),

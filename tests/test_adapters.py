@@ -261,6 +261,30 @@ ROWS = [
             "sparki_etcd_alarm",
         ),
     ),
+    Row(
+        adapter="nats",
+        server="nats_server",
+        healthy=lambda server: server.target("t"),
+        hung=lambda port: {"url": f"nats://127.0.0.1:{port}"},
+        secret_server="nats_token",
+        wrong_secret=lambda server, secret: {**server.target("t"), "token": secret},
+        contract={
+            "sparki_nats_canary_duration_seconds": ("histogram", {"target"}),
+            "sparki_nats_canary_failures": ("counter", {"target"}),
+            "sparki_nats_connections": ("gauge", {"target"}),
+            "sparki_nats_max_connections": ("gauge", {"target"}),
+            "sparki_nats_slow_consumers": ("counter", {"target"}),
+            "sparki_nats_jetstream_enabled": ("gauge", {"target"}),
+            "sparki_nats_jetstream_healthy": ("gauge", {"target"}),
+            "sparki_nats_stream_bytes": ("gauge", {"target", "stream"}),
+            "sparki_nats_consumer_pending_messages": ("gauge", {"target", "stream", "consumer"}),
+        },
+        must_have_samples=(
+            "sparki_nats_canary_duration_seconds",
+            "sparki_nats_connections",
+            "sparki_nats_jetstream_healthy",
+        ),
+    ),
 ]
 
 

@@ -72,6 +72,7 @@ def test_the_dashboards_exist() -> None:
         "sparki-mysql.json",
         "sparki-memcached.json",
         "sparki-etcd.json",
+        "sparki-nats.json",
     }
 
 
@@ -236,6 +237,7 @@ async def test_dashboard_metric_names_are_in_a_real_scrape(
     mysql_server: Any,
     memcached_server: Any,
     etcd_server: Any,
+    nats_server: Any,
 ) -> None:
     used = dashboard_metric_names()
     assert "sparki_up" in used and catalog.PG_CONN_UTIL in used
@@ -248,6 +250,7 @@ async def test_dashboard_metric_names_are_in_a_real_scrape(
         mysql_server,
         memcached_server,
         etcd_server,
+        nats_server,
     )
     recorded = {r["record"] for r in recording_rules()}
     missing = used - names - recorded - NOT_IN_A_PLAIN_SCRAPE - WEB_CONFIG_ONLY

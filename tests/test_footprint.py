@@ -20,7 +20,7 @@ from exporter.config import load
 from exporter.service import Exporter
 Exporter(load(sys.argv[1]))
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in
-      ("psycopg", "redis", "boto3", "botocore", "asyncmy", "exporter"))))
+      ("psycopg", "redis", "boto3", "botocore", "asyncmy", "nats", "exporter"))))
 """
 
 SECTIONS = {
@@ -30,9 +30,16 @@ SECTIONS = {
     "s3": "s3:\n  - name: blobs\n    bucket: blobs\n    endpoint_url: http://127.0.0.1:1\n",
     "memcached": "memcached:\n  - name: sessions\n    nodes: [127.0.0.1:1]\n",
     "etcd": "etcd:\n  - name: kube\n    endpoints: [http://127.0.0.1:1]\n",
+    "nats": "nats:\n  - name: events\n    url: nats://127.0.0.1:1\n",
 }
 # etcd talks to its JSON gateway with aiohttp, which the core already uses: no driver.
-LIBRARIES = {"mysql": "asyncmy", "postgres": "psycopg", "redis": "redis", "s3": "botocore"}
+LIBRARIES = {
+    "mysql": "asyncmy",
+    "postgres": "psycopg",
+    "redis": "redis",
+    "s3": "botocore",
+    "nats": "nats",
+}
 
 
 @pytest.mark.parametrize("only", sorted(SECTIONS))

@@ -39,6 +39,7 @@ ADAPTER_PREFIX = {
     "mysql": "SparkiMysql",
     "memcached": "SparkiMemcached",
     "etcd": "SparkiEtcd",
+    "nats": "SparkiNats",
 }
 
 
@@ -617,9 +618,19 @@ async def real_scrape_names(
     mysql_server: Any,
     memcached_server: Any,
     etcd_server: Any,
+    nats_server: Any,
 ) -> set[str]:
     """Names in a scrape of an exporter polling real PostgreSQL (a primary expecting its
-    standby, and the standby), Redis, S3, MySQL, Memcached and etcd servers."""
+    standby, and the standby), Redis, S3, MySQL, Memcached, etcd and NATS servers."""
+    import nats
+
+    # A JetStream stream with a consumer, so the per-stream and per-consumer series exist.
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(name="RULES", subjects=["rules.>"], max_bytes=1_000_000)
+    await js.publish("rules.a", b"m")
+    await js.pull_subscribe("rules.>", "rules-consumer")
+    await nc.close()
     exp = await start_exporter(
         {
             "poll_interval": "2s",
@@ -646,6 +657,7 @@ async def real_scrape_names(
             "mysql": [mysql_server.target("mysql")],
             "memcached": [memcached_server.target("mc")],
             "etcd": [etcd_server.target("etcd")],
+            "nats": [nats_server.target("events")],
         }
     )
     # A build-log stream with a consumer group, so the per-group series exist.
@@ -662,6 +674,7 @@ async def real_scrape_names(
             ("mysql", "mysql"),
             ("memcached", "mc"),
             ("etcd", "etcd"),
+            ("nats", "events"),
         )
         for adapter, name in targets:
             await exp.wait_for(
@@ -688,6 +701,7 @@ async def test_rule_metric_names_are_in_a_real_scrape(
     mysql_server: Any,
     memcached_server: Any,
     etcd_server: Any,
+    nats_server: Any,
 ) -> None:
     names = await real_scrape_names(
         start_exporter,
@@ -698,6 +712,7 @@ async def test_rule_metric_names_are_in_a_real_scrape(
         mysql_server,
         memcached_server,
         etcd_server,
+        nats_server,
     )
     recorded = {r["record"] for r in recording_rules()}
     exprs = [r["expr"] for r in recording_rules()] + [r["expr"] for r in alert_rules()]

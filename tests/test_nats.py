@@ -1,0 +1,183 @@
+"""The NATS adapter against private nats-server processes (JetStream on)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import nats
+import pytest
+from fixtures_nats import NatsServer
+
+pytestmark = pytest.mark.asyncio
+
+
+def cfg(*targets: dict[str, Any]) -> dict[str, Any]:
+    return {"poll_interval": "1s", "poll_timeout": "0.8s", "nats": list(targets)}
+
+
+async def test_unacked_pull_consumer_shows_pending_and_ack_pending(
+    nats_server: NatsServer, start_exporter: Any
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(name="BUILDLOGS", subjects=["logs.>"])
+    for _ in range(10):
+        await js.publish("logs.b1", b"line")
+    sub = await js.pull_subscribe("logs.>", "indexer")
+    await sub.fetch(4)  # delivered, never acked
+    exp = await start_exporter(cfg(nats_server.target("n")))
+    try:
+        labels = {"target": "n", "stream": "BUILDLOGS", "consumer": "indexer"}
+        await exp.wait_value("sparki_nats_consumer_pending_messages", 6.0, **labels)
+        assert await exp.value("sparki_nats_consumer_ack_pending_messages", **labels) == 4.0
+        assert await exp.value("sparki_nats_consumer_behind_messages", **labels) == 6.0
+        for _ in range(5):
+            await js.publish("logs.b1", b"line")
+        await exp.wait_value("sparki_nats_consumer_pending_messages", 11.0, **labels)
+        assert await exp.value("sparki_nats_jetstream_healthy", target="n") == 1.0
+        assert await exp.value("sparki_up", adapter="nats", target="n") == 1.0
+        count = await exp.value("sparki_nats_canary_duration_seconds_count", target="n")
+        assert count is not None and count >= 1
+    finally:
+        await js.delete_stream("BUILDLOGS")
+        await nc.close()
+
+
+async def test_stream_filled_towards_max_bytes(
+    nats_server: NatsServer, start_exporter: Any
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(name="CACHE", subjects=["cache.>"], max_bytes=20000)
+    for _ in range(90):
+        await js.publish("cache.x", b"x" * 150)
+    exp = await start_exporter(cfg(nats_server.target("n")))
+    try:
+        await exp.wait_for(lambda: exp.value("sparki_nats_stream_max_bytes", stream="CACHE"))
+        used = await exp.value("sparki_nats_stream_bytes", stream="CACHE")
+        limit = await exp.value("sparki_nats_stream_max_bytes", stream="CACHE")
+        assert limit == 20000.0
+        assert used is not None and 0.8 < used / limit <= 1.0
+    finally:
+        await js.delete_stream("CACHE")
+        await nc.close()
+
+
+async def test_stopped_server_reads_down_with_reason_connect_and_recovers(
+    nats_factory: Any, start_exporter: Any
+) -> None:
+    server = nats_factory()
+    exp = await start_exporter(cfg(server.target("n")))
+    await exp.wait_value("sparki_up", 1.0, adapter="nats", target="n")
+    server.stop()
+    await exp.polls("nats", "n", 2)
+    assert await exp.value("sparki_up", adapter="nats", target="n") == 0.0
+    reason = await exp.samples("sparki_last_poll_error_reason", adapter="nats", target="n")
+    assert [s.labels["reason"] for s in reason if s.value == 1] == ["connect"]
+    server.start()
+    await exp.wait_value("sparki_up", 1.0, timeout=20, adapter="nats", target="n")
+
+
+async def test_wrong_token_reads_auth_and_never_shows_the_token(
+    nats_token: NatsServer, start_exporter: Any
+) -> None:
+    wrong = {**nats_token.target("n"), "token": "not-the-token-93af"}
+    exp = await start_exporter(cfg(wrong))
+    await exp.polls("nats", "n", 2)
+    assert await exp.value("sparki_up", adapter="nats", target="n") == 0.0
+    reason = await exp.samples("sparki_last_poll_error_reason", adapter="nats", target="n")
+    assert [s.labels["reason"] for s in reason if s.value == 1] == ["auth"]
+    text = await exp.scrape()
+    assert "not-the-token" not in text and nats_token.token not in text  # type: ignore[operator]
+
+
+async def test_user_password_server_accepts_the_right_secret(
+    nats_factory: Any, start_exporter: Any
+) -> None:
+    server = nats_factory(user="sparki", password="s3cret-pw-1")
+    bad = {**server.target("bad"), "password": "wrong-pw-2"}
+    exp = await start_exporter(cfg(server.target("good"), bad))
+    await exp.wait_value("sparki_up", 1.0, adapter="nats", target="good")
+    await exp.polls("nats", "bad", 2)
+    assert await exp.value("sparki_up", adapter="nats", target="bad") == 0.0
+    reason = await exp.samples("sparki_last_poll_error_reason", adapter="nats", target="bad")
+    assert [s.labels["reason"] for s in reason if s.value == 1] == ["auth"]
+
+
+async def test_monitoring_port_down_degrades_only_its_collectors(
+    nats_server: NatsServer, start_exporter: Any
+) -> None:
+    from fixtures_core import free_port
+
+    target = {**nats_server.target("n"), "monitor_url": f"http://127.0.0.1:{free_port()}"}
+    exp = await start_exporter(cfg(target))
+    await exp.wait_value(
+        "sparki_collector_success", 0.0, adapter="nats", target="n", collector="varz"
+    )
+    assert await exp.value("sparki_up", adapter="nats", target="n") == 1.0
+    assert (
+        await exp.value("sparki_collector_success", adapter="nats", target="n", collector="canary")
+        == 1.0
+    )
+
+
+async def test_a_subscriber_that_never_reads_moves_the_slow_consumer_counter(
+    nats_factory: Any, start_exporter: Any
+) -> None:
+    # The server allows 64 KiB queued per client (payloads up to 32 KiB) and waits
+    # 100 ms on a blocked write; a raw TCP subscriber that never reads its socket is a
+    # slow consumer within that.
+    server = nats_factory(
+        config='max_pending: 65536\nmax_payload: 32768\nwrite_deadline: "100ms"\n'
+    )
+    exp = await start_exporter(cfg(server.target("n")))
+    await exp.wait_value("sparki_nats_slow_consumers_total", 0.0, target="n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await reader.readline()  # INFO
+    writer.write(b'CONNECT {"verbose":false}\r\nSUB flood 1\r\nPING\r\n')
+    await writer.drain()
+    nc = await nats.connect(server.url)
+    try:
+        payload = b"x" * 30000
+        for _ in range(400):
+            await nc.publish("flood", payload)
+        await nc.flush()
+
+        async def moved() -> bool:
+            value = await exp.value("sparki_nats_slow_consumers_total", target="n")
+            return value is not None and value >= 1
+
+        await exp.wait_for(moved, 15)
+        assert await exp.value("sparki_up", adapter="nats", target="n") == 1.0
+    finally:
+        writer.close()
+        await nc.close()
+
+
+async def test_consumer_names_are_capped_and_the_rest_summed_as_other(
+    nats_server: NatsServer, start_exporter: Any
+) -> None:
+    nc = await nats.connect(nats_server.url)
+    js = nc.jetstream()
+    await js.add_stream(name="WIDE", subjects=["wide.>"])
+    for _ in range(5):
+        await js.publish("wide.a", b"m")
+    for i in range(6):
+        await js.pull_subscribe("wide.>", f"worker{i}")
+    exp = await start_exporter(cfg({**nats_server.target("n"), "top_consumers": 2}))
+    try:
+        await exp.wait_for(
+            lambda: exp.value("sparki_nats_consumer_pending_messages", consumer="other")
+        )
+        rows = await exp.samples("sparki_nats_consumer_pending_messages", target="n", stream="WIDE")
+        names = sorted(s.labels["consumer"] for s in rows)
+        assert len(names) == 3 and "other" in names, names
+        other = next(s.value for s in rows if s.labels["consumer"] == "other")
+        assert other == 4 * 5.0  # four consumers summed, five pending each
+    finally:
+        await js.delete_stream("WIDE")
+        await nc.close()
