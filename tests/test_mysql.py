@@ -241,6 +241,29 @@ async def test_deadlocks_and_row_lock_waits_are_counted(
     a, b = session(1, 2), session(2, 1)
     outs = [await asyncio.to_thread(p.communicate, timeout=60) for p in (a, b)]
     assert any("1213" in err for _, err in outs), outs  # one was the deadlock victim
+
+    # A plain row lock wait, whatever the deadlock's timing was on a busy machine: one
+    # session holds the row until a second one is seen waiting for it.
+    holder = subprocess.Popen(
+        [*mysql_server.client_args(), "--database=app", "-e",
+         "BEGIN; UPDATE t SET v = v + 1 WHERE id = 1; DO SLEEP(2); COMMIT;"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    await asyncio.to_thread(
+        wait_until,
+        lambda: (
+            mysql_server.sql("SELECT COUNT(*) FROM information_schema.innodb_trx").strip() != "0"
+        ),
+        30,
+        what="the holder's transaction",
+    )
+    waiter = subprocess.Popen(
+        [*mysql_server.client_args(), "--database=app", "-e",
+         "UPDATE t SET v = v + 1 WHERE id = 1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for proc in (holder, waiter):
+        await asyncio.to_thread(proc.communicate, timeout=60)
     await exp.polls("mysql", "locks", 2)
     assert await exp.value(deadlocks, target="locks") == (before[0] or 0) + 1
     assert (await exp.value(waits, target="locks") or 0) > (before[1] or 0)
