@@ -686,6 +686,17 @@ async def real_scrape_names(
             await asyncio.to_thread(pg.sql, "SELECT count(*) FROM pg_class")
         await exp.polls("postgres", "pg", 2)
         await exp.polls("redis", "cache", 2)
+
+        # The S3 multipart and lifecycle collectors read in the background: their first
+        # reading lands a few polls in, later on a loaded machine.
+        async def present(name: str) -> bool:
+            return await exp.value(name, target="store") is not None
+
+        for name in (
+            "sparki_s3_lifecycle_rule_present",
+            "sparki_s3_multipart_oldest_upload_age_seconds",
+        ):
+            await exp.wait_for(lambda n=name: present(n), timeout=120)
         return promql.exposition_names(await exp.scrape())
     finally:
         with redis_server.client() as c:
