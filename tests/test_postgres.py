@@ -378,11 +378,14 @@ async def test_exporter_never_waits_on_locks_or_piles_up_connections(
 ) -> None:
     """A catalog locked by someone else costs each collector reading it one
     lock_timeout: those collectors degrade (sparki_collector_success 0) while the
-    target stays up with the rest, no connection piles up, and all recover after."""
+    target stays up with the rest, no connection piles up, and all recover after.
+
+    Four collectors read pg_database, so a locked poll takes four lock timeouts plus
+    the rest: the poll timeout leaves room for that on a loaded machine."""
     exp = await start_exporter(
         {
-            "poll_interval": "1s",
-            "poll_timeout": "0.9s",
+            "poll_interval": "2s",
+            "poll_timeout": "1.9s",
             "postgres": [pg_cluster.target("locked", lock_timeout="100ms")],
         }
     )

@@ -38,22 +38,12 @@ _FLAT = 1e-6
 _TWO_POINT = 0.999
 
 
-def interval_moments(
-    calls: int, total: float, stddev: float, before: tuple[int, float, float]
-) -> tuple[int, float, float]:
-    """(Δcalls, Δsum, Δsum of squares) between two readings of one entry.
+def sum_of_squares(calls: int, total: float, stddev: float) -> float:
+    """Σx² of an entry from its calls, total and population standard deviation.
 
     Σx² = calls·(stddev² + mean²) with the population stddev pg_stat_statements
-    reports; the difference of two such sums is the interval's sum of squares.
+    reports; the difference of two such sums is an interval's sum of squares.
     """
-    b_calls, b_total, b_stddev = before
-    q_now = sum_of_squares(calls, total, stddev)
-    q_before = sum_of_squares(b_calls, b_total, b_stddev)
-    return calls - b_calls, total - b_total, q_now - q_before
-
-
-def sum_of_squares(calls: int, total: float, stddev: float) -> float:
-    """Σx² of an entry from its calls, total and population standard deviation."""
     if calls <= 0:
         return 0.0
     mean = total / calls

@@ -34,7 +34,11 @@ async def in_recovery(conn: AsyncConnection[Any]) -> bool:
     return bool((await one(conn, RECOVERY_SQL))[0])
 
 
-async def rows(conn: AsyncConnection[Any], sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-    """Every row, as tuples."""
-    cur = await conn.execute(sql.encode(), params)
+async def rows(
+    conn: AsyncConnection[Any], sql: str, params: Any = None, binary: bool = False
+) -> list[tuple[Any, ...]]:
+    """Every row, as tuples. ``binary`` asks for binary results: for thousands of rows
+    of numbers (pg_stat_statements) it saves the client a quarter of the decoding."""
+    cur = conn.cursor(binary=True) if binary else conn.cursor()
+    await cur.execute(sql.encode(), params)
     return [tuple(r) for r in await cur.fetchall()]

@@ -16,12 +16,13 @@ the fix), not a collector failure: the rest of the part (tracked 0) is still exp
 
 from __future__ import annotations
 
+import heapq
 import logging
 import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg import AsyncConnection
@@ -36,7 +37,7 @@ from ...metrics import (
     histogram_family,
 )
 from .config import PostgresConfig
-from .estimator import interval_moments, spread
+from .estimator import spread, sum_of_squares
 from .own import OwnStatements
 from .queries import one
 from .queries import rows as fetch_rows
@@ -147,8 +148,14 @@ def own_sql(config: PostgresConfig, version: int) -> list[tuple[str, Any]]:
     return sql
 
 
-@dataclass(frozen=True, slots=True)
-class StatementSeries:
+# One pg_stat_statements entry as read: calls, total ms, stddev ms, stats_since, min ms,
+# max ms.
+Entry = tuple[int, float, float, Any, float, float]
+
+
+class StatementSeries(NamedTuple):
+    """One statement's counters (a NamedTuple: thousands are made every poll)."""
+
     datname: str
     queryid: str  # a decimal queryid, or "other"
     calls: int
@@ -178,11 +185,16 @@ class Collector:
         # Set by the target: which statements are its own (None: none are recognized).
         self.own: OwnStatements | None = None
         self.histograms: dict[str, HistogramState] = {}
-        # (userid, dbid, queryid) -> (calls, total ms, stddev ms, stats_since)
-        self.previous: dict[tuple[int, int, int], tuple[int, float, float, Any]] | None = None
+        # (userid, dbid, queryid) -> the entry as last read
+        self.previous: dict[tuple[int, int, int], Entry] | None = None
         self.previous_reset: Any = None
         self.previous_dealloc: int | None = None
         self.top: dict[tuple[str, int], list[float]] = {}  # (datname, queryid) -> [calls, s]
+        # The top N as exported: datname, the queryid as text and the counters above.
+        self.order: dict[tuple[str, int], tuple[str, str, list[float]]] = {}
+        self.top_keys: set[tuple[str, int]] = set()
+        self.datnames: dict[int, str] = {}  # dbid -> datname, as of the last poll
+        self.dbids: dict[str, int] = {}
         self.other: dict[str, list[float]] = {}
         self.texts: dict[tuple[int, int], str] = {}  # (dbid, queryid) -> cleaned text
         self.text_keys: dict[tuple[str, int], tuple[int, int]] = {}  # top-N -> texts key
@@ -205,17 +217,16 @@ class Collector:
         texts: list[tuple[str, str, str]] = []
         if available:
             statements += [
-                StatementSeries(d, str(q), int(v[0]), v[1])
-                for (d, q), v in sorted(self.top.items())
+                StatementSeries(d, qs, int(v[0]), v[1]) for d, qs, v in self.order.values()
             ]
             statements += [
                 StatementSeries(d, "other", int(v[0]), v[1]) for d, v in sorted(self.other.items())
             ]
-            texts += [
-                (d, str(q), self.texts[key])
-                for (d, q), key in sorted(self.text_keys.items())
-                if key in self.texts
-            ]
+            text_keys, known = self.text_keys, self.texts
+            for agg, (d, qs, _) in self.order.items():
+                key = text_keys.get(agg)
+                if key is not None and key in known:
+                    texts.append((d, qs, known[key]))
         return Part(
             available=available,
             histograms=tuple((d, h.snapshot()) for d, h in sorted(self.histograms.items())),
@@ -270,7 +281,7 @@ class Collector:
             # between would leave rows and stats_reset from different sides of it.
             info_sql = statements_info_sql(version)
             _, reset_before = (await one(conn, info_sql)) if info_sql else (None, None)
-            rows = await fetch_rows(conn, statements_sql(version))
+            rows = await fetch_rows(conn, statements_sql(version), binary=True)
             dealloc, stats_reset = (await one(conn, info_sql)) if info_sql else (None, None)
         except psycopg.errors.InsufficientPrivilege:
             self._problem("permission", dbname)
@@ -345,53 +356,80 @@ class Collector:
     def _apply_statements(
         self, rows: Iterable[tuple[Any, ...]], stats_reset: Any, dealloc: Any
     ) -> None:
-        current: dict[tuple[int, int, int], tuple[int, float, float, Any]] = {}
-        bounds: dict[tuple[int, int, int], tuple[float, float]] = {}
+        """Turn one poll's rows into histogram observations and top-N counters.
+
+        This runs for every entry on every poll (3,000 and more on busy servers), so
+        the loop is kept lean: the SQL casts fix the column types (int8, bigint,
+        double precision), an entry nobody called since the last poll costs one dict
+        lookup, and an entry called once goes straight into its bucket (a single call
+        has no spread to estimate).
+        """
+        # (userid, dbid, queryid) -> (calls, total ms, stddev ms, stats_since, min ms, max ms)
+        current: dict[tuple[int, int, int], Entry] = {}
         datnames: dict[int, str] = {}
         totals: dict[tuple[str, int], float] = {}
         hidden = {"own": 0, "role": 0, "privilege": 0, "unrecognized": 0}
         own = self.own
+        own_user = own.user if own is not None else None
         own_known = own is not None and own.recognizable
+        exclude_own = self.config.exclude_own_statements
+        exclude_role = self.config.exclude_own_role
         for userid, dbid, queryid, calls, total_ms, sd_ms, min_ms, max_ms, datname, since in rows:
             if queryid is None:
                 hidden["privilege"] += 1  # another role's row, hidden from this role
                 continue
-            mine = own is not None and int(userid) == own.user
-            if mine and self.config.exclude_own_statements:
-                if own_known:
-                    if own is not None and own.is_own(int(userid), int(dbid), int(queryid)):
-                        hidden["own"] += 1
+            if own_user is not None and userid == own_user:
+                if exclude_own:
+                    if own_known:
+                        if own is not None and own.is_own(userid, dbid, queryid):
+                            hidden["own"] += 1
+                            continue
+                    else:
+                        hidden["unrecognized"] += 1
                         continue
-                else:
-                    hidden["unrecognized"] += 1
+                if exclude_role:
+                    hidden["role"] += 1
                     continue
-            if mine and self.config.exclude_own_role:
-                hidden["role"] += 1
-                continue
-            key = (int(userid), int(dbid), int(queryid))
-            current[key] = (int(calls), float(total_ms), float(sd_ms or 0.0), since)
-            bounds[key] = (float(min_ms or 0.0), float(max_ms or 0.0))
-            datnames[int(dbid)] = str(datname)
-            agg = (str(datname), int(queryid))
-            totals[agg] = totals.get(agg, 0.0) + float(total_ms)
+            current[(userid, dbid, queryid)] = (
+                calls,
+                total_ms,
+                sd_ms or 0.0,
+                since,
+                min_ms or 0.0,
+                max_ms or 0.0,
+            )
+            datnames[dbid] = datname
+            agg = (datname, queryid)
+            totals[agg] = totals.get(agg, 0.0) + total_ms
         self.hidden = {k: v for k, v in hidden.items() if v}
 
         # Top-N by cumulative time; their own series, the rest summed under "other".
+        # The statements ranked N+1 to 2N are fetched ahead (their texts).
         n = self.config.statements_top_n
-        ranked = sorted(totals, key=lambda k: (-totals[k], k))[: 2 * n] if n else []
-        top = set(ranked[:n])
-        ahead = set(ranked[n:])
-        self.top = {k: v for k, v in self.top.items() if k in top}
-        for k in top:
-            self.top.setdefault(k, [0, 0.0])
-        self.text_keys = {
-            (datnames[dbid], queryid): (dbid, queryid)
-            for _, dbid, queryid in current
-            if (datnames[dbid], queryid) in top
-        }
-        self.text_ahead = {
-            (dbid, queryid) for _, dbid, queryid in current if (datnames[dbid], queryid) in ahead
-        }
+        if len(totals) <= n:
+            top, ahead = set(totals), set()
+        else:
+            # Largest first; ties (rare between float totals) keep the server's order.
+            ranked = heapq.nlargest(2 * n, totals, key=totals.__getitem__)
+            top, ahead = set(ranked[:n]), set(ranked[n:])
+        # The top N changes at its edge only: the statements that left or joined it are
+        # updated, in place. A database's name and oid are one to one (the rows are
+        # joined to pg_database), so a top statement's text key follows from its name.
+        if datnames != self.datnames:
+            self.datnames = datnames
+            self.dbids = {name: dbid for dbid, name in datnames.items()}
+            self.text_keys = {(d, q): (self.dbids[d], q) for d, q in self.top_keys & top}
+        if top != self.top_keys:
+            for k in self.top_keys - top:
+                del self.top[k], self.order[k]
+                self.text_keys.pop(k, None)
+            for k in top - self.top_keys:
+                counters: list[float] = [0, 0.0]
+                self.top[k] = counters
+                self.order[k] = (k[0], str(k[1]), counters)
+                self.text_keys[k] = (self.dbids[k[0]], k[1])
+            self.top_keys = top
+        self.text_ahead = {(self.dbids[d], q) for d, q in ahead}
         for datname in set(datnames.values()):
             self.histograms.setdefault(datname, HistogramState(self.config.statement_buckets))
             self.other.setdefault(datname, [0, 0.0])
@@ -410,10 +448,13 @@ class Collector:
         previous = {} if full_reset or self.previous is None else self.previous
         # A role without pg_read_all_stats that was granted it: hidden rows went to none.
         new_counts = not (self.privilege_hidden_before and not hidden["privilege"])
-        zero = (0, 0.0, 0.0, None)
-        for key, (calls, total_ms, sd_ms, since) in current.items():
+        zero: Entry = (0, 0.0, 0.0, None, 0.0, 0.0)
+        buckets = self.config.statement_buckets
+        histograms, top_series, other = self.histograms, self.top, self.other
+        for key, entry in current.items():
             if first_poll:
                 break
+            calls, total_ms, sd_ms, since, low, high = entry
             before = previous.get(key)
             if before is None:
                 if not new_counts and not full_reset:
@@ -423,34 +464,43 @@ class Collector:
                 # Re-created since the previous poll (per-entry reset, eviction): its
                 # counters are all from after that, as for a new entry.
                 before = zero
-            d_calls, d_ms, d_squares = interval_moments(
-                calls, total_ms, sd_ms, (before[0], before[1], before[2])
-            )
+            elif calls == before[0]:
+                continue  # not called since the previous poll
+            d_calls = calls - before[0]
+            d_ms = total_ms - before[1]
             if d_calls <= 0 or d_ms < 0:
                 continue
             datname = datnames[key[1]]
             seconds = d_ms / 1000.0
-            low, high = bounds[key]
-            counts = spread(
-                d_calls,
-                seconds,
-                max(d_squares, 0.0) / 1e6,
-                low / 1000.0,
-                high / 1000.0,
-                self.config.statement_buckets,
-            )
-            if not self.histograms[datname].add_counts(counts, seconds):
-                continue
+            if d_calls == 1:
+                # One call: it took exactly the interval's time.
+                if not histograms[datname].observe(seconds):
+                    continue
+            else:
+                d_squares = sum_of_squares(calls, total_ms, sd_ms) - sum_of_squares(
+                    before[0], before[1], before[2]
+                )
+                counts = spread(
+                    d_calls,
+                    seconds,
+                    max(d_squares, 0.0) / 1e6,
+                    low / 1000.0,
+                    high / 1000.0,
+                    buckets,
+                )
+                if not histograms[datname].add_counts(counts, seconds):
+                    continue
             agg = (datname, key[2])
-            bucket = self.top[agg] if agg in self.top else self.other[datname]
+            bucket = top_series[agg] if agg in top_series else other[datname]
             bucket[0] += d_calls
             bucket[1] += seconds
         self.previous = current
         self.previous_reset = stats_reset
         self.previous_dealloc = int(dealloc) if dealloc is not None else None
         self.privilege_hidden_before = hidden["privilege"] > 0
-        live = {(dbid, queryid) for _, dbid, queryid in current}
-        self.texts = {k: v for k, v in self.texts.items() if k in live}
+        if self.texts:
+            live = {(dbid, queryid) for _, dbid, queryid in current}
+            self.texts = {k: v for k, v in self.texts.items() if k in live}
 
     async def _fetch_texts(self, conn: AsyncConnection[Any]) -> None:
         """Fetch text only for newly seen top statements: reading it costs ~20x more.
