@@ -26,6 +26,7 @@ func main() {
 	dir := flag.String("dir", "", "Badger directory (created if missing)")
 	addr := flag.String("addr", "127.0.0.1:0", "where to serve /debug/vars")
 	rate := flag.Float64("rate", 100, "build-cache entries written per second (0: none)")
+	count := flag.Int64("count", 0, "stop writing after this many entries (0: never); the host keeps serving")
 	valueSize := flag.Int("value-size", 2048, "bytes per value (over the value threshold: they go to the value log)")
 	ttl := flag.Duration("ttl", 3*time.Hour, "TTL of each entry (the design's build cache: 3h)")
 	vlogSize := flag.Int64("vlog-file-size", 8<<20, "value log file size; small so tests see several files")
@@ -80,7 +81,7 @@ func main() {
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		id := time.Now().UnixNano()
-		for {
+		for *count <= 0 || atomic.LoadInt64(&written) < *count {
 			select {
 			case <-stop:
 				return
@@ -97,6 +98,7 @@ func main() {
 			}
 			atomic.AddInt64(&written, 1)
 		}
+		<-stop
 	}()
 
 	// The line the Python helper waits for: the real port when -addr asked for :0.

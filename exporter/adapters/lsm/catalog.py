@@ -52,7 +52,9 @@ RECORDINGS: tuple[Recording, ...] = (
         "target_dir:sparki_lsm_badger_lsm_size_bytes:deriv1h",
         "deriv(sparki_lsm_badger_lsm_size_bytes[1h])",
     ),
-    Recording("lsm", "target:sparki_lsm_badger_puts:rate5m", "rate(sparki_lsm_badger_puts_total[5m])"),
+    Recording(
+        "lsm", "target:sparki_lsm_badger_puts:rate5m", "rate(sparki_lsm_badger_puts_total[5m])"
+    ),
 )
 
 SIGNALS: tuple[Signal, ...] = (

@@ -35,9 +35,7 @@ class LsmConfig(TargetConfig):
         description="files looked at per poll at most; past it the walk stops and"
         " sparki_lsm_directory_walk_truncated says so",
     )
-    max_depth: int = Field(
-        3, ge=0, le=16, description="subdirectory levels walked below directory"
-    )
+    max_depth: int = Field(3, ge=0, le=16, description="subdirectory levels walked below directory")
 
     @field_validator("directory")
     @classmethod

@@ -98,9 +98,7 @@ def parse(data: dict[str, Any]) -> Expvar:
         if not isinstance(value, dict):
             missing.append(name)
             continue
-        entries = sorted(
-            (str(k), n) for k, v in value.items() if (n := _number(v)) is not None
-        )
+        entries = sorted((str(k), n) for k, v in value.items() if (n := _number(v)) is not None)
         maps.append((canonical, tuple(entries[:MAX_KEYS])))
     return Expvar(gen, tuple(ints), tuple(maps), tuple(missing))
 
@@ -141,8 +139,7 @@ COUNTERS = {
 MAPS = {
     "lsm_size": (
         "sparki_lsm_badger_lsm_size_bytes",
-        "LSM tree (SSTable) bytes by directory, as Badger last computed them (about every"
-        " minute)",
+        "LSM tree (SSTable) bytes by directory, as Badger last computed them (about every minute)",
         "dir",
         False,
     ),
@@ -158,7 +155,12 @@ MAPS = {
         "dir",
         False,
     ),
-    "lsm_level_gets": ("sparki_lsm_badger_lsm_level_gets", "Gets served per LSM level", "level", True),
+    "lsm_level_gets": (
+        "sparki_lsm_badger_lsm_level_gets",
+        "Gets served per LSM level",
+        "level",
+        True,
+    ),
     "lsm_bloom_hits": (
         "sparki_lsm_badger_lsm_bloom_hits",
         "Gets a level's bloom filter answered (the table was skipped), per level",

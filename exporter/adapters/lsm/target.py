@@ -123,7 +123,9 @@ class LsmTarget:
             return go
 
         steps = [
-            (c.name, step(c.name, self.modules[c.name])) for c in COLLECTORS if c.name in self.enabled
+            (c.name, step(c.name, self.modules[c.name]))
+            for c in COLLECTORS
+            if c.name in self.enabled
         ]
         # Nothing is fatal to the other collector: the directory is read even when the
         # host service is down, and the other way round.
@@ -178,7 +180,9 @@ def families(snap: LsmSnapshot) -> list[Metric]:
         module = importlib.import_module(f"{__package__}.{name}")
         out.extend(module.families(snap.target, part))
     info = GaugeMetricFamily(
-        "sparki_lsm_info", "Always 1; engine is the configured store engine", labels=["target", "engine"]
+        "sparki_lsm_info",
+        "Always 1; engine is the configured store engine",
+        labels=["target", "engine"],
     )
     info.add_metric([snap.target, snap.engine], 1.0)
     out.append(info)
