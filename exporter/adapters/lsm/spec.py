@@ -19,5 +19,5 @@ ADAPTER = AdapterSpec(
     families=families,
     classify=classify,
     from_env=from_env,
-    description="embedded LSM stores (Badger, LevelDB, Pebble): directory, disk and Badger's expvar",
+    description="embedded LSM stores (Badger, LevelDB, Pebble): directory, disk, Badger's expvar",
 )
