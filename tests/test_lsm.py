@@ -230,6 +230,30 @@ async def test_the_walk_stops_at_max_files(pebble_dir: Path, start_exporter: Any
     assert sum(s.value for s in files) == 3
 
 
+async def test_a_table_being_written_is_measured_until_it_settles(
+    pebble_dir: Path, start_exporter: Any
+) -> None:
+    # LevelDB and Pebble append to a compaction's output table while writing it; only a
+    # table unmodified for a while has its size remembered instead of stat'ed.
+    old = pebble_dir / "000004.sst"
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    exp = await start_exporter(cfg({"name": "y", "engine": "pebble", "directory": str(pebble_dir)}))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="lsm", target="y")
+    sst = sum(v for k, v in PEBBLE_FILES.items() if k.endswith(".sst"))
+    assert await exp.value("sparki_lsm_directory_bytes", target="y", kind="sst") == sst
+    young = pebble_dir / "000011.sst"
+    for step in range(1, 4):
+        with young.open("ab") as f:
+            f.write(b"t" * 1000)
+        await exp.wait_value(
+            "sparki_lsm_directory_bytes", sst + 1000 * step, timeout=10, target="y", kind="sst"
+        )
+    old.unlink()
+    await exp.wait_value(
+        "sparki_lsm_directory_bytes", sst + 3000 - 40_000, timeout=10, target="y", kind="sst"
+    )
+
+
 async def test_subdirectories_are_walked_to_max_depth(tmp_path: Path, start_exporter: Any) -> None:
     store = tmp_path / "store"
     (store / "a" / "b").mkdir(parents=True)

@@ -4,8 +4,10 @@ bytes and files by file kind, the table file count, and the filesystem's free sp
 An embedded store has no server to ask; its files are the truth every engine agrees on.
 The walk runs on the target's own thread, never on the event loop, and is bounded
 (``max_files``, ``max_depth``) so a directory of millions of files costs one bounded
-poll, not a stalled exporter. A walk still running from an earlier poll (a hung network
-filesystem) is not queued behind: the poll fails at once and says so.
+poll, not a stalled exporter. Tables, which LSM engines never change once written, are
+stat'ed until they settle and then remembered, so a steady store costs a listing and a
+few stats a poll. A walk still running from an earlier poll (a hung network filesystem)
+is not queued behind: the poll fails at once and says so.
 
 Growth rates are not computed here: the recording rules take deriv() of these gauges.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -29,6 +32,10 @@ KINDS: dict[str, tuple[str, ...]] = {
     "leveldb": ("sst", "log", "manifest", "other"),
     "pebble": ("sst", "log", "manifest", "options", "other"),
 }
+
+
+# A table unmodified this long is complete: its size is remembered, not stat'ed again.
+SETTLED = 30.0
 
 
 def kind_of(engine: str, name: str) -> str:
@@ -69,8 +76,25 @@ class Directory:
         return sum(files for kind, _, files in self.kinds if kind == "sst")
 
 
-def walk(root: str, engine: str, max_files: int, max_depth: int) -> Directory:
-    """Sum sizes by kind below ``root`` (blocking: run it off the event loop)."""
+def walk(
+    root: str,
+    engine: str,
+    max_files: int,
+    max_depth: int,
+    known: dict[str, int] | None = None,
+) -> tuple[Directory, dict[str, int]]:
+    """Sum sizes by kind below ``root`` (blocking: run it off the event loop).
+
+    ``known`` maps the paths of settled tables seen by the previous walk to their sizes.
+    Every engine here writes a table under a new, never reused number and never changes
+    it once complete, so a settled table is not stat'ed again: a poll stats only new or
+    young tables and the files that do change (logs, value logs, manifests). A table
+    counts as settled once unmodified for SETTLED seconds - LevelDB and Pebble append
+    to a compaction's output table while they write it. Returns the sizes and the
+    settled tables seen this time (the next walk's ``known``).
+    """
+    known = known or {}
+    settled_before = time.time() - SETTLED
     try:
         if not os.path.isdir(root):
             if os.path.exists(root):
@@ -87,6 +111,7 @@ def walk(root: str, engine: str, max_files: int, max_depth: int) -> Directory:
         ) from None
     sizes = dict.fromkeys(KINDS[engine], 0)
     counts = dict.fromkeys(KINDS[engine], 0)
+    tables: dict[str, int] = {}
     seen = 0
     truncated = False
     stack = [(root, 0)]
@@ -99,17 +124,26 @@ def walk(root: str, engine: str, max_files: int, max_depth: int) -> Directory:
                         truncated = True
                         break
                     try:
-                        if entry.is_dir(follow_symlinks=False):
-                            if depth < max_depth:
+                        # Files first: nearly every entry is one (d_type, no syscall).
+                        if not entry.is_file(follow_symlinks=False):
+                            if depth < max_depth and entry.is_dir(follow_symlinks=False):
                                 stack.append((entry.path, depth + 1))
                             continue
-                        if not entry.is_file(follow_symlinks=False):
-                            continue
-                        size = entry.stat(follow_symlinks=False).st_size
+                        kind = kind_of(engine, entry.name)
+                        if kind == "sst":
+                            size = known.get(entry.path)
+                            if size is None:
+                                st = entry.stat(follow_symlinks=False)
+                                size = st.st_size
+                                if st.st_mtime < settled_before:
+                                    tables[entry.path] = size
+                            else:
+                                tables[entry.path] = size
+                        else:
+                            size = entry.stat(follow_symlinks=False).st_size
                     except FileNotFoundError:
                         continue  # compaction deleted it between listing and stat
                     seen += 1
-                    kind = kind_of(engine, entry.name)
                     sizes[kind] += size
                     counts[kind] += 1
         except FileNotFoundError:
@@ -120,7 +154,7 @@ def walk(root: str, engine: str, max_files: int, max_depth: int) -> Directory:
                 raise DirectoryError(
                     f"directory {root} is not readable by the exporter's user", permission=True
                 ) from None
-    return Directory(
+    part = Directory(
         engine,
         tuple((k, sizes[k], counts[k]) for k in KINDS[engine]),
         vfs.f_blocks * vfs.f_frsize,
@@ -128,13 +162,16 @@ def walk(root: str, engine: str, max_files: int, max_depth: int) -> Directory:
         vfs.f_bavail * vfs.f_frsize,
         truncated,
     )
+    return part, tables
 
 
 class WalkState:
-    """The walk in flight, so a hung one is reported instead of queued behind."""
+    """The walk in flight, so a hung one is reported instead of queued behind, and the
+    tables the last walk saw (with their sizes)."""
 
     def __init__(self) -> None:
-        self.pending: Future[Directory] | None = None
+        self.pending: Future[tuple[Directory, dict[str, int]]] | None = None
+        self.tables: dict[str, int] = {}
 
 
 async def collect(ctx: LsmContext) -> Directory:
@@ -144,8 +181,12 @@ async def collect(ctx: LsmContext) -> Directory:
             f"the previous walk of {ctx.config.directory} has not finished (a hung filesystem?)"
         )
     c = ctx.config
-    state.pending = ctx.walker.submit(walk, c.directory, c.engine, c.max_files, c.max_depth)
-    return await asyncio.wrap_future(state.pending)
+    state.pending = ctx.walker.submit(
+        walk, c.directory, c.engine, c.max_files, c.max_depth, state.tables
+    )
+    part: Directory
+    part, state.tables = await asyncio.wrap_future(state.pending)
+    return part
 
 
 def families(target: str, d: Directory) -> list[Metric]:

@@ -129,7 +129,7 @@ COUNTERS = {
     ),
     "blocked_puts": (
         "sparki_lsm_badger_blocked_puts",
-        "Entries whose write was refused or held back (Badger v1.6, v3); stays 0 on v2",
+        "Entries Badger refused in a write batch (where it counts them; v2 never does)",
     ),
     "disk_reads": ("sparki_lsm_badger_disk_reads", "Reads from value log files"),
     "disk_writes": ("sparki_lsm_badger_disk_writes", "Writes to value log files"),
