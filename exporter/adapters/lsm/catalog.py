@@ -31,7 +31,7 @@ GROWTH = "target_kind:sparki_lsm_directory_bytes:deriv1h"
 # resets() counts every decrease of the gauge between two samples.
 GROWTH_NO_COMPACTION = (
     f'(deriv({BYTES}{{kind=~"sst|vlog"}}[1h]) * 3600'
-    f" and on (job, instance, target) resets({TABLES}[1h]) == 0)"
+    f" unless on (job, instance, target) resets({TABLES}[1h]) > 0)"
 )
 BLOCKED_RATE = f"rate({BLOCKED}[5m])"
 
