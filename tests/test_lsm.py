@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from fixtures_core import free_port
+from fixtures_core import HungServer, free_port, timed
 from fixtures_lsm import PEBBLE_FILES, Host
 
 from exporter import config as config_mod
@@ -337,6 +337,28 @@ async def test_expvar_unreachable_fails_the_poll_but_keeps_the_disk_metrics(
     assert await exp.value("sparki_collector_success", target="x", collector="directory") == 1
     assert await exp.value("sparki_collector_success", target="x", collector="expvar") == 0
     assert f"127.0.0.1:{port}" not in await exp.scrape()
+
+
+async def test_a_hung_host_is_a_timeout_within_the_deadline_and_scrapes_stay_fast(
+    pebble_dir: Path, hung_server: HungServer, start_exporter: Any
+) -> None:
+    target = {
+        "name": "hang",
+        "engine": "badger",
+        "directory": str(pebble_dir),
+        "expvar_url": f"http://127.0.0.1:{hung_server.port}/debug/vars",
+    }
+    exp = await start_exporter(cfg(target))
+    why, error = await reason(exp, "hang")
+    assert why == Reason.TIMEOUT and error == "the expvar endpoint did not answer in time"
+    await exp.polls("lsm", "hang", 1)
+    state = exp.runner("lsm", "hang").state
+    assert state.last_duration is not None and state.last_duration < 0.9
+    assert await exp.value("sparki_lsm_table_files", target="hang") == 3
+    for _ in range(3):
+        with timed() as t:
+            await exp.scrape()
+        assert t[0] < 0.5, f"a scrape took {t[0]:.2f}s with a hung host"
 
 
 class FakeExpvar:

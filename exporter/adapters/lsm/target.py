@@ -77,8 +77,6 @@ def classify(exc: BaseException) -> PollError:
         return PollError(Reason.CONNECT, f"cannot reach the expvar endpoint: {text}")
     if isinstance(exc, ExpvarError | aiohttp.ClientError | ValueError):
         return PollError(Reason.PROTOCOL, text)
-    if isinstance(exc, OSError):
-        return PollError(Reason.OTHER, text)
     return PollError(Reason.OTHER, text)
 
 
