@@ -18,6 +18,7 @@ import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,8 +49,10 @@ class Row:
     server: str  # the fixture of a healthy, shared server
     healthy: Callable[[Any], dict[str, Any]]  # server -> target config (name set later)
     hung: Callable[[int], dict[str, Any]]  # port that never answers -> target config
-    secret_server: str  # a fixture whose server checks credentials
-    wrong_secret: Callable[[Any, str], dict[str, Any]]  # (server, secret) -> target config
+    # A fixture whose server checks credentials, and (server, secret) -> target config;
+    # None for a store without credentials (an embedded store's files and expvar).
+    secret_server: str | None
+    wrong_secret: Callable[[Any, str], dict[str, Any]] | None
     contract: dict[str, tuple[str, set[str]]] = field(default_factory=dict)
     must_have_samples: tuple[str, ...] = ()  # contract names a healthy poll always fills
 
@@ -59,6 +62,10 @@ def _pg_wrong_secret(cluster: Any, secret: str) -> dict[str, Any]:
     dsn = f"postgresql://sparki_pw@127.0.0.1:{cluster.port}/postgres"
     return {"dsn": dsn, "password": secret}
 
+
+# A small directory that always exists, for the LSM row's hung target: only its expvar
+# endpoint hangs.
+_SMALL_DIR = str(Path(__file__).resolve().parent / "promtool")
 
 ROWS = [
     Row(
@@ -285,6 +292,48 @@ ROWS = [
             "sparki_nats_jetstream_healthy",
         ),
     ),
+    Row(
+        adapter="lsm",
+        server="badger_host",
+        healthy=lambda host: host.target("t"),
+        hung=lambda port: {
+            "engine": "badger",
+            "directory": _SMALL_DIR,
+            "expvar_url": f"http://127.0.0.1:{port}/debug/vars",
+        },
+        secret_server=None,
+        wrong_secret=None,
+        contract={
+            "sparki_lsm_directory_bytes": ("gauge", {"target", "kind"}),
+            "sparki_lsm_directory_files": ("gauge", {"target", "kind"}),
+            "sparki_lsm_table_files": ("gauge", {"target"}),
+            "sparki_lsm_directory_walk_truncated": ("gauge", {"target"}),
+            "sparki_lsm_filesystem_size_bytes": ("gauge", {"target"}),
+            "sparki_lsm_filesystem_free_bytes": ("gauge", {"target"}),
+            "sparki_lsm_filesystem_avail_bytes": ("gauge", {"target"}),
+            "sparki_lsm_info": ("gauge", {"target", "engine"}),
+            "sparki_lsm_badger_lsm_size_bytes": ("gauge", {"target", "dir"}),
+            "sparki_lsm_badger_vlog_size_bytes": ("gauge", {"target", "dir"}),
+            "sparki_lsm_badger_pending_writes": ("gauge", {"target", "dir"}),
+            "sparki_lsm_badger_gets": ("counter", {"target"}),
+            "sparki_lsm_badger_puts": ("counter", {"target"}),
+            "sparki_lsm_badger_blocked_puts": ("counter", {"target"}),
+            "sparki_lsm_badger_disk_reads": ("counter", {"target"}),
+            "sparki_lsm_badger_disk_writes": ("counter", {"target"}),
+            "sparki_lsm_badger_read_bytes": ("counter", {"target"}),
+            "sparki_lsm_badger_written_bytes": ("counter", {"target"}),
+            "sparki_lsm_badger_lsm_level_gets": ("counter", {"target", "level"}),
+            "sparki_lsm_badger_lsm_bloom_hits": ("counter", {"target", "level"}),
+        },
+        must_have_samples=(
+            "sparki_lsm_directory_bytes",
+            "sparki_lsm_table_files",
+            "sparki_lsm_filesystem_avail_bytes",
+            "sparki_lsm_badger_vlog_size_bytes",
+            "sparki_lsm_badger_puts",
+            "sparki_lsm_badger_blocked_puts",
+        ),
+    ),
 ]
 
 
@@ -373,6 +422,8 @@ async def test_a_wrong_secret_never_appears_anywhere(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Any,
 ) -> None:
+    if row.secret_server is None or row.wrong_secret is None:
+        pytest.skip(f"{row.adapter}: the store takes no credentials")
     server = request.getfixturevalue(row.secret_server)
     secret = f"Leak-Check/{row.adapter}+{tmp_path.name[-6:]}"
     # The core redacts configured secrets as a second line of defence: switch it off so

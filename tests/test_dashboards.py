@@ -73,6 +73,7 @@ def test_the_dashboards_exist() -> None:
         "sparki-memcached.json",
         "sparki-etcd.json",
         "sparki-nats.json",
+        "sparki-lsm.json",
     }
 
 
@@ -238,6 +239,7 @@ async def test_dashboard_metric_names_are_in_a_real_scrape(
     memcached_server: Any,
     etcd_server: Any,
     nats_server: Any,
+    badger_host: Any,
 ) -> None:
     used = dashboard_metric_names()
     assert "sparki_up" in used and catalog.PG_CONN_UTIL in used
@@ -251,6 +253,7 @@ async def test_dashboard_metric_names_are_in_a_real_scrape(
         memcached_server,
         etcd_server,
         nats_server,
+        badger_host,
     )
     recorded = {r["record"] for r in recording_rules()}
     missing = used - names - recorded - NOT_IN_A_PLAIN_SCRAPE - WEB_CONFIG_ONLY

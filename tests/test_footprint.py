@@ -31,8 +31,10 @@ SECTIONS = {
     "memcached": "memcached:\n  - name: sessions\n    nodes: [127.0.0.1:1]\n",
     "etcd": "etcd:\n  - name: kube\n    endpoints: [http://127.0.0.1:1]\n",
     "nats": "nats:\n  - name: events\n    url: nats://127.0.0.1:1\n",
+    "lsm": "lsm:\n  - name: edge\n    engine: badger\n    directory: /var/lib/agent/badger\n",
 }
-# etcd talks to its JSON gateway with aiohttp, which the core already uses: no driver.
+# etcd talks to its JSON gateway with aiohttp, which the core already uses: no driver;
+# neither does lsm (os.scandir, and aiohttp for expvar).
 LIBRARIES = {
     "mysql": "asyncmy",
     "postgres": "psycopg",
@@ -58,6 +60,7 @@ def test_only_configured_adapters_are_imported(only: str, tmp_path: Path) -> Non
         assert (library in modules) == (adapter == only), (library, sorted(modules))
     # The Memcached adapter speaks the protocol itself: its collectors load only with it.
     assert ("exporter.adapters.memcached.stats" in modules) == (only == "memcached")
+    assert ("exporter.adapters.lsm.directory" in modules) == (only == "lsm")
 
 
 def test_an_unknown_section_is_still_refused(tmp_path: Path) -> None:

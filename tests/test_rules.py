@@ -40,6 +40,7 @@ ADAPTER_PREFIX = {
     "memcached": "SparkiMemcached",
     "etcd": "SparkiEtcd",
     "nats": "SparkiNats",
+    "lsm": "SparkiLsm",
 }
 
 
@@ -619,9 +620,11 @@ async def real_scrape_names(
     memcached_server: Any,
     etcd_server: Any,
     nats_server: Any,
+    badger_host: Any,
 ) -> set[str]:
     """Names in a scrape of an exporter polling real PostgreSQL (a primary expecting its
-    standby, and the standby), Redis, S3, MySQL, Memcached, etcd and NATS servers."""
+    standby, and the standby), Redis, S3, MySQL, Memcached, etcd and NATS servers, and
+    a Go host embedding Badger."""
     import nats
 
     # A JetStream stream with a consumer, so the per-stream and per-consumer series exist.
@@ -658,6 +661,7 @@ async def real_scrape_names(
             "memcached": [memcached_server.target("mc")],
             "etcd": [etcd_server.target("etcd")],
             "nats": [nats_server.target("events")],
+            "lsm": [badger_host.target("edge-cache")],
         }
     )
     # A build-log stream with a consumer group, so the per-group series exist.
@@ -675,6 +679,7 @@ async def real_scrape_names(
             ("memcached", "mc"),
             ("etcd", "etcd"),
             ("nats", "events"),
+            ("lsm", "edge-cache"),
         )
         for adapter, name in targets:
             await exp.wait_for(
@@ -713,6 +718,7 @@ async def test_rule_metric_names_are_in_a_real_scrape(
     memcached_server: Any,
     etcd_server: Any,
     nats_server: Any,
+    badger_host: Any,
 ) -> None:
     names = await real_scrape_names(
         start_exporter,
@@ -724,6 +730,7 @@ async def test_rule_metric_names_are_in_a_real_scrape(
         memcached_server,
         etcd_server,
         nats_server,
+        badger_host,
     )
     recorded = {r["record"] for r in recording_rules()}
     exprs = [r["expr"] for r in recording_rules()] + [r["expr"] for r in alert_rules()]
