@@ -22,8 +22,8 @@ class NatsConfig(TargetConfig):
     url: str = Field(description="client URL, nats://host:4222 (tls:// for TLS)")
     monitor_url: str | None = Field(
         None,
-        description="monitoring endpoint, http://host:8222; unset: varz, jetstream and "
-        "healthz are skipped (sparki_capability says so)",
+        description="monitoring endpoint, http://host:8222; unset: varz, jetstream, connz "
+        "and healthz are skipped (sparki_capability says so)",
     )
     user: str | None = None
     password: SecretStr | None = None
@@ -31,6 +31,15 @@ class NatsConfig(TargetConfig):
     top_streams: int = Field(20, ge=1, le=500, description="streams exported by name; rest: other")
     top_consumers: int = Field(
         50, ge=1, le=1000, description="consumers exported by name (most pending); rest: other"
+    )
+    connz_limit: int = Field(
+        100,
+        ge=1,
+        le=10000,
+        description="open and closed connections read from /connz per poll (most pending first)",
+    )
+    top_clients: int = Field(
+        10, ge=1, le=100, description="client names exported by pending bytes; rest: other"
     )
     canary_timeout: Duration | None = Field(None, description="default: half the poll_timeout")
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from ...metrics import HistogramState
 from .config import NatsConfig
+
+if TYPE_CHECKING:
+    from .connz import ClosedState
 
 
 class MonitorError(Exception):
@@ -33,6 +36,7 @@ class NatsContext:
     canary: CanaryState
     inbox: str
     canary_timeout: float
+    closed: ClosedState  # connz: closures counted across polls
 
     async def get_json(self, path: str) -> dict[str, Any]:
         """GET a monitoring endpoint; the caller's collector degrades when it fails."""

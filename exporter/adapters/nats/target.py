@@ -31,12 +31,13 @@ from ...errtext import without_addresses
 from ...metrics import HistogramState
 from .catalog import COLLECTORS
 from .config import CANARY_BUCKETS, NatsConfig
+from .connz import ClosedState
 from .context import CanaryState, MonitorError, NatsContext
 
 log = logging.getLogger("sparki.nats")
 
 ADAPTER = "nats"
-MONITOR_COLLECTORS = frozenset({"varz", "jetstream", "healthz"})
+MONITOR_COLLECTORS = frozenset({"varz", "jetstream", "connz", "healthz"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,7 @@ class NatsTarget:
             if c.name in self.enabled
         }
         self.canary = CanaryState(HistogramState(CANARY_BUCKETS))
+        self.closed = ClosedState()
         self.errors = CollectorErrors(ADAPTER, config.name)
         self.nc: Any = None
         self.http: aiohttp.ClientSession | None = None
@@ -176,6 +178,7 @@ class NatsTarget:
             self.canary,
             self.inbox,
             self.config.canary_timeout or self.timeout * 0.5,
+            self.closed,
         )
 
         def step(module: Any) -> Any:
