@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 from fixtures_nats import NatsServer
+
+from devstack.redis import TlsFiles
+from exporter.adapter import Reason
 
 pytestmark = pytest.mark.asyncio
 
@@ -252,3 +256,51 @@ async def test_a_client_cut_off_as_slow_consumer_counts_as_a_slow_consumer_closu
     finally:
         writer.close()
         await nc.close()
+
+
+async def test_tls_with_a_private_ca_and_client_certificates(
+    nats_factory: Any, start_exporter: Any, tmp_path: Path
+) -> None:
+    """Client port and https monitoring verified against tls_ca_file, with a client
+    certificate (the server requires one); a wrong CA or a missing certificate reads
+    down with a message that says TLS, and no key material shows anywhere."""
+    tls = TlsFiles(tmp_path / "tls")
+    server = nats_factory(tls=tls, verify_clients=True)
+    good = {
+        **server.target("good"),
+        "tls_ca_file": str(tls.ca_file),
+        "tls_cert_file": str(tls.client_cert),
+        "tls_key_file": str(tls.client_key),
+        "tls_server_name": "localhost",
+    }
+    wrong_ca = {**good, "name": "wrong-ca", "tls_ca_file": str(tls.wrong_ca_file)}
+    no_cert = {**server.target("no-cert"), "tls_ca_file": str(tls.ca_file)}
+    exp = await start_exporter(cfg(good, wrong_ca, no_cert))
+    await exp.wait_value("sparki_up", 1.0, adapter="nats", target="good")
+    await exp.wait_value(
+        "sparki_collector_success", 1.0, adapter="nats", target="good", collector="varz"
+    )
+    assert await exp.value("sparki_nats_jetstream_healthy", target="good") == 1.0
+    for name in ("wrong-ca", "no-cert"):
+        await exp.polls("nats", name, 1)
+        assert await exp.value("sparki_up", adapter="nats", target=name) == 0.0
+        state = exp.runner("nats", name).state
+        assert state.last_reason == Reason.CONNECT, (name, state.last_error)
+        if name == "wrong-ca":
+            assert "TLS handshake failed" in state.last_error, state.last_error
+    key = tls.client_key.read_text().splitlines()[1]
+    text = await exp.scrape()
+    assert key not in text and "BEGIN" not in text
+
+
+async def test_tls_settings_are_checked_when_the_config_loads(tmp_path: Path) -> None:
+    from exporter.adapters.nats.config import NatsConfig
+
+    tls = TlsFiles(tmp_path / "tls")
+    base = {"name": "n", "url": "tls://127.0.0.1:4222"}
+    with pytest.raises(ValueError, match="tls_ca_file"):
+        NatsConfig(**base, tls_ca_file=str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match="tls_cert_file and tls_key_file"):
+        NatsConfig(**base, tls_cert_file=str(tls.client_cert))
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        NatsConfig(**base, tls_cert_file=str(tls.client_cert), tls_key_file=str(tls.ca_file))

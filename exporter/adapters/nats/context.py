@@ -42,7 +42,9 @@ class NatsContext:
         """GET a monitoring endpoint; the caller's collector degrades when it fails."""
         if self.http is None or self.config.monitor_url is None:
             raise MonitorError("monitor_url is not set")
-        async with self.http.get(self.config.monitor_url + path) as resp:
+        async with self.http.get(
+            self.config.monitor_url + path, server_hostname=self.config.tls_server_name
+        ) as resp:
             if resp.status != 200 and not path.startswith("/healthz"):
                 raise MonitorError(f"{path.split('?')[0]} answered HTTP {resp.status}")
             data = await resp.json(content_type=None)
