@@ -86,9 +86,7 @@ class NatsServer:
             context = ssl.create_default_context(cafile=str(self.tls.ca_file))
             if self.verify_clients:
                 context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
-        with urllib.request.urlopen(
-            self.monitor_url + "/healthz", timeout=1, context=context
-        ) as r:
+        with urllib.request.urlopen(self.monitor_url + "/healthz", timeout=1, context=context) as r:
             return bool(r.status == 200)
 
     def stop(self) -> None:
