@@ -39,6 +39,8 @@ class Stack:
         self.stop_event = threading.Event()
         self.incident = threading.Event()
         self.after_incident: list[Callable[[], None]] = []
+        # What each part's load does during --incident, for the line that announces it.
+        self.incident_notes: list[str] = []
 
     def on_stop(self, fn: Callable[[], None]) -> None:
         self.stops.append(fn)
@@ -229,6 +231,98 @@ def s3_load(server: Any, stack: Stack) -> None:
         stack.stop_event.wait(2)
 
 
+def start_etcd(stack: Stack) -> dict[str, str]:
+    """A single etcd member (a CI platform's service config and locks live there)."""
+    from .etcd import EtcdMember
+
+    member = EtcdMember(stack.base / "etcd").start()
+    stack.on_stop(member.destroy)
+    threading.Thread(target=etcd_load, args=(member, stack), daemon=True).start()
+    return {"ETCD_HOST": "127.0.0.1", "ETCD_PORT": str(member.client_port)}
+
+
+def etcd_load(member: Any, stack: Stack) -> None:
+    """Runners read their config and renew a lease-like key, a couple of times a second."""
+    rng = random.Random(17)
+    while not stack.stop_event.is_set():
+        with contextlib.suppress(Exception):
+            member.put(f"/ci/runners/runner-{rng.randrange(20)}", f"alive {time.time():.0f}")
+            member.get(f"/ci/config/project-{rng.randrange(50)}")
+        stack.stop_event.wait(0.5)
+
+
+NATS_STREAM, NATS_CONSUMER = "BUILDS", "indexer"
+
+
+def start_nats(stack: Stack) -> dict[str, str]:
+    """NATS with JetStream: build events go to a work-queue stream, an indexer drains it.
+    During an incident the indexer stops, so its backlog grows (SparkiNatsConsumerFallingBehind)
+    and is drained when the incident ends."""
+    import asyncio
+
+    from .nats import NatsServer
+
+    server = NatsServer(stack.base / "nats").start()
+    stack.on_stop(server.destroy)
+
+    async def setup() -> None:
+        import nats
+        from nats.js.api import RetentionPolicy
+
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await js.add_stream(
+            name=NATS_STREAM,
+            subjects=["builds.>"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            max_msgs=200_000,
+        )
+        await js.pull_subscribe("builds.>", NATS_CONSUMER, stream=NATS_STREAM)
+        await nc.close()
+
+    asyncio.run(setup())
+    stack.incident_notes.append("the NATS indexer stops draining its stream")
+    threading.Thread(target=nats_load, args=(server, stack), daemon=True).start()
+    return {
+        "NATS_HOST": "127.0.0.1",
+        "NATS_PORT": str(server.port),
+        "NATS_MONITOR_PORT": str(server.monitor_port),
+    }
+
+
+def nats_load(server: Any, stack: Stack) -> None:
+    """About 20 build events a second, fetched and acknowledged by the indexer; while an
+    incident runs the indexer fetches nothing (1000 pending within a minute)."""
+    import asyncio
+
+    async def run() -> None:
+        import nats
+        import nats.errors
+
+        nc = await nats.connect(server.url, name="demo-builds")
+        try:
+            js = nc.jetstream()
+            sub = await js.pull_subscribe("builds.>", NATS_CONSUMER, stream=NATS_STREAM)
+            i = 0
+            while not stack.stop_event.is_set():
+                for _ in range(2):
+                    await js.publish(f"builds.project{i % 50}", b'{"status":"ok"}')
+                    i += 1
+                if not stack.incident.is_set():
+                    try:
+                        msgs = await sub.fetch(100, timeout=0.1)
+                    except nats.errors.TimeoutError:
+                        msgs = []
+                    for msg in msgs:
+                        await msg.ack()
+                await asyncio.sleep(0.1)
+        finally:
+            await nc.close()
+
+    with contextlib.suppress(Exception):
+        asyncio.run(run())
+
+
 def start_exporter(stack: Stack, env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     """The exporter on deploy/sparki.yml, the file docker-compose uses too."""
     import os
@@ -281,12 +375,13 @@ def print_pages(webhook: Webhook, stack: Stack) -> None:
 def incident(stack: Stack, after: float, duration: float) -> None:
     if stack.stop_event.wait(after):
         return
-    print(
-        f"{now()} *** incident: slow queries, Redis and Memcached memory filling, MySQL"
-        " connections held for"
-        f" {duration:g}s ***",
-        flush=True,
+    what = ", ".join(
+        [
+            "slow queries, Redis and Memcached memory filling, MySQL connections held",
+            *stack.incident_notes,
+        ]
     )
+    print(f"{now()} *** incident: {what} for {duration:g}s ***", flush=True)
     stack.incident.set()
     if stack.stop_event.wait(duration):
         return
@@ -311,8 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         "--incident",
         action="store_true",
         help="30 s after start, cause an incident (slow queries, Redis and Memcached memory "
-        "filling, slow Redis scripts, MySQL connections held) so alerts fire, then end it "
-        "so they resolve",
+        "filling, slow Redis scripts, MySQL connections held, a NATS consumer that stops "
+        "draining) so alerts fire, then end it so they resolve",
     )
     p.add_argument("--incident-seconds", type=float, default=180)
     p.add_argument(
@@ -328,10 +423,16 @@ def main(argv: list[str] | None = None) -> int:
         s3 = start_s3(stack)
         memcached = start_memcached(stack)
         mysql = start_mysql(stack)
+        # Parts that only hand the exporter their environment: a new one is a
+        # start_<name>(stack) -> env function added here and a block in deploy/sparki.yml.
+        env: dict[str, str] = {}
+        for start in (start_etcd, start_nats):
+            env.update(start(stack))
         port = args.port or free_port()
         start_exporter(
             stack,
             {
+                **env,
                 "PG_HOST": "127.0.0.1",
                 "PG_PORT": str(pg.port),
                 "REDIS_HOST": "127.0.0.1",

@@ -21,6 +21,7 @@ pytest_plugins = sorted(p.stem for p in Path(__file__).parent.glob("fixtures_*.p
 XDIST_GROUPS = {
     "test_e2e.py": "stack",
     "test_demo.py": "stack",
+    "test_demo_incident.py": "stack",
     "test_demo_quiet.py": "demo-quiet",
 }
 

@@ -5,12 +5,15 @@ directory, client port and monitoring port, so tests can fill, restart and stop 
 
 * ``nats_server`` (session): a plain JetStream server; ``.target(name)`` gives a config.
 * ``nats_token`` (session): one that requires a token (``.token``).
-* ``nats_factory`` (function): ``nats_factory(**options)`` starts a private server.
+* ``nats_factory`` (function): ``nats_factory(**options)`` starts a private server;
+  ``tls=TlsFiles(...)`` makes it require TLS on the client port and serve monitoring
+  over https only, ``verify_clients=True`` also requires a client certificate.
 """
 
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 import tempfile
 import urllib.request
@@ -20,6 +23,8 @@ from typing import Any
 
 import pytest
 from fixtures_core import free_port, wait_until
+
+from devstack.redis import TlsFiles
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
@@ -33,10 +38,13 @@ class NatsServer:
         user: str | None = None,
         password: str | None = None,
         config: str = "",
+        tls: TlsFiles | None = None,
+        verify_clients: bool = False,
     ) -> None:
         """``config``: extra nats-server configuration text (limits such as max_pending)."""
         self.dir = Path(tempfile.mkdtemp(prefix="sparki-nats-"))
         self.config = config
+        self.tls, self.verify_clients = tls, verify_clients
         self.port = free_port()
         self.monitor_port = free_port()
         self.token, self.user, self.password = token, user, password
@@ -48,11 +56,17 @@ class NatsServer:
 
     @property
     def monitor_url(self) -> str:
-        return f"http://127.0.0.1:{self.monitor_port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self.monitor_port}"
 
     def start(self) -> NatsServer:
         args = [NATS_SERVER, "-js", "-sd", str(self.dir), "-a", "127.0.0.1"]
-        args += ["-p", str(self.port), "-m", str(self.monitor_port)]
+        args += ["-p", str(self.port), "-ms" if self.tls else "-m", str(self.monitor_port)]
+        if self.tls:
+            args += ["--tls", "--tlscert", str(self.tls.server_cert)]
+            args += ["--tlskey", str(self.tls.server_key)]
+            if self.verify_clients:
+                args += ["--tlsverify", "--tlscacert", str(self.tls.ca_file)]
         if self.config:
             conf = self.dir / "server.conf"
             conf.write_text(self.config)
@@ -67,7 +81,12 @@ class NatsServer:
         return self
 
     def _ready(self) -> bool:
-        with urllib.request.urlopen(self.monitor_url + "/healthz", timeout=1) as r:
+        context = None
+        if self.tls:
+            context = ssl.create_default_context(cafile=str(self.tls.ca_file))
+            if self.verify_clients:
+                context.load_cert_chain(str(self.tls.client_cert), str(self.tls.client_key))
+        with urllib.request.urlopen(self.monitor_url + "/healthz", timeout=1, context=context) as r:
             return bool(r.status == 200)
 
     def stop(self) -> None:

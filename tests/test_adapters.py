@@ -285,11 +285,15 @@ ROWS = [
             "sparki_nats_jetstream_healthy": ("gauge", {"target"}),
             "sparki_nats_stream_bytes": ("gauge", {"target", "stream"}),
             "sparki_nats_consumer_pending_messages": ("gauge", {"target", "stream", "consumer"}),
+            "sparki_nats_pending_bytes": ("gauge", {"target"}),
+            "sparki_nats_client_pending_bytes": ("gauge", {"target", "client"}),
+            "sparki_nats_closed_connections": ("counter", {"target", "reason"}),
         },
         must_have_samples=(
             "sparki_nats_canary_duration_seconds",
             "sparki_nats_connections",
             "sparki_nats_jetstream_healthy",
+            "sparki_nats_client_pending_bytes",
         ),
     ),
     Row(

@@ -65,6 +65,8 @@ def test_every_service_the_stack_needs_is_there() -> None:
         "memcached",
         "mysql",
         "minio",
+        "etcd",
+        "nats",
         "exporter",
         "prometheus",
         "alertmanager",
@@ -110,6 +112,9 @@ def test_the_exporter_config_validates_with_the_compose_environment() -> None:
     assert "@postgres:5432/" in pg.dsn
     assert "redis:6379" in str(redis_target.url)
     assert cfg.memcached[0].nodes == ["memcached:11211"]
+    assert cfg.etcd[0].endpoints == ["http://etcd:2379"]
+    assert cfg.nats[0].url == "nats://nats:4222"
+    assert cfg.nats[0].monitor_url == "http://nats:8222"
     assert str(s3.endpoint_url).startswith("http://minio:9000")
     assert s3.bucket in service("minio-bucket")["entrypoint"][-1]
     assert not s3.inventory.enabled  # MinIO's usage metrics give the size instead

@@ -3,7 +3,8 @@ exporter, Prometheus with the shipped rules, Alertmanager with the shipped routi
 shows live data, and leaves nothing behind on Ctrl-C.
 
 Paging through real incidents is tests/test_e2e.py's job; that the plain demo never
-pages is tests/test_demo_quiet.py's (10 minutes, so it runs apart).
+pages is tests/test_demo_quiet.py's (10 minutes, so it runs apart); that --incident
+fires and resolves the NATS step is tests/test_demo_incident.py's.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def test_demo_starts_shows_data_and_stops_cleanly() -> None:
             body = get(f"http://127.0.0.1:{port}/metrics")
             up = {
                 a: f'sparki_up{{adapter="{a}",target="{a}"}} 1' in body
-                for a in ("postgres", "redis", "s3", "memcached", "mysql")
+                for a in ("postgres", "redis", "s3", "memcached", "mysql", "etcd", "nats")
             }
             if all(up.values()):
                 break

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
 from fixtures_nats import NatsServer
+
+from devstack.redis import TlsFiles
+from exporter.adapter import Reason
 
 pytestmark = pytest.mark.asyncio
 
@@ -181,3 +185,122 @@ async def test_consumer_names_are_capped_and_the_rest_summed_as_other(
     finally:
         await js.delete_stream("WIDE")
         await nc.close()
+
+
+async def test_a_client_that_never_reads_shows_its_pending_bytes_under_a_safe_name(
+    nats_factory: Any, start_exporter: Any
+) -> None:
+    # A 60 s write deadline keeps the blocked client connected (the default, 10 s, would
+    # cut it off as a slow consumer while the test looks at its pending bytes).
+    server = nats_factory(config='write_deadline: "60s"\n')
+    exp = await start_exporter(cfg({**server.target("n"), "top_clients": 1}))
+    await exp.wait_value("sparki_nats_client_pending_bytes", 0.0, target="n", client="other")
+    # Client names are user input: newlines, quotes and braces must not reach a label.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await reader.readline()  # INFO
+    writer.write(
+        b'CONNECT {"verbose":false,"name":"stuck \\"reader\\"\\n{x}"}\r\nSUB flood 1\r\nPING\r\n'
+    )
+    await writer.drain()
+    nc = await nats.connect(server.url, name="quiet-one")
+    await nc.subscribe("flood")  # a reading subscriber: no pending bytes, no series
+    try:
+        for _ in range(400):
+            await nc.publish("flood", b"x" * 30000)
+        await nc.flush()
+
+        async def backed_up() -> bool:
+            value = await exp.value("sparki_nats_client_pending_bytes", client="stuck_reader_x")
+            return value is not None and value > 1_000_000
+
+        await exp.wait_for(backed_up, 15)
+        rows = await exp.samples("sparki_nats_client_pending_bytes", target="n")
+        assert sorted(s.labels["client"] for s in rows) == ["other", "stuck_reader_x"]
+        total = await exp.value("sparki_nats_pending_bytes", target="n")
+        stuck = await exp.value("sparki_nats_client_pending_bytes", client="stuck_reader_x")
+        assert total is not None and stuck is not None and total >= stuck
+        assert await exp.value("sparki_nats_client_connections", target="n") == 3.0
+        assert (
+            await exp.value("sparki_nats_closed_connections_total", target="n", reason="auth")
+            == 0.0
+        )
+    finally:
+        writer.close()
+        await nc.close()
+
+
+async def test_a_client_cut_off_as_slow_consumer_counts_as_a_slow_consumer_closure(
+    nats_factory: Any, start_exporter: Any
+) -> None:
+    server = nats_factory(config='write_deadline: "200ms"\n')
+    exp = await start_exporter(cfg(server.target("n")))
+    labels = {"target": "n", "reason": "slow_consumer"}
+    await exp.wait_value("sparki_nats_closed_connections_total", 0.0, **labels)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    await reader.readline()  # INFO
+    writer.write(b'CONNECT {"verbose":false}\r\nSUB flood 1\r\nPING\r\n')
+    await writer.drain()
+    nc = await nats.connect(server.url)
+    try:
+        for _ in range(400):
+            await nc.publish("flood", b"x" * 30000)
+        await nc.flush()
+        await exp.wait_value("sparki_nats_closed_connections_total", 1.0, timeout=15, **labels)
+        await nc.close()
+        await exp.wait_value(
+            "sparki_nats_closed_connections_total", 1.0, target="n", reason="client_closed"
+        )
+        assert await exp.value("sparki_nats_closed_connections_total", **labels) == 1.0
+    finally:
+        writer.close()
+        await nc.close()
+
+
+async def test_tls_with_a_private_ca_and_client_certificates(
+    nats_factory: Any, start_exporter: Any, tmp_path: Path
+) -> None:
+    """Client port and https monitoring verified against tls_ca_file, with a client
+    certificate (the server requires one); a wrong CA or a missing certificate reads
+    down with a message that says TLS, and no key material shows anywhere."""
+    tls = TlsFiles(tmp_path / "tls")
+    server = nats_factory(tls=tls, verify_clients=True)
+    good = {
+        **server.target("good"),
+        "tls_ca_file": str(tls.ca_file),
+        "tls_cert_file": str(tls.client_cert),
+        "tls_key_file": str(tls.client_key),
+        "tls_server_name": "localhost",
+    }
+    wrong_ca = {**good, "name": "wrong-ca", "tls_ca_file": str(tls.wrong_ca_file)}
+    no_cert = {**server.target("no-cert"), "tls_ca_file": str(tls.ca_file)}
+    exp = await start_exporter(cfg(good, wrong_ca, no_cert))
+    await exp.wait_value("sparki_up", 1.0, adapter="nats", target="good")
+    await exp.wait_value(
+        "sparki_collector_success", 1.0, adapter="nats", target="good", collector="varz"
+    )
+    assert await exp.value("sparki_nats_jetstream_healthy", target="good") == 1.0
+    for name in ("wrong-ca", "no-cert"):
+        await exp.polls("nats", name, 1)
+        assert await exp.value("sparki_up", adapter="nats", target=name) == 0.0
+        state = exp.runner("nats", name).state
+        assert state.last_reason == Reason.CONNECT, (name, state.last_error)
+        if name == "wrong-ca":
+            assert "TLS handshake failed" in state.last_error, state.last_error
+    key = tls.client_key.read_text().splitlines()[1]
+    text = await exp.scrape()
+    assert key not in text and "BEGIN" not in text
+
+
+async def test_tls_settings_are_checked_when_the_config_loads(tmp_path: Path) -> None:
+    from exporter.adapters.nats.config import NatsConfig
+
+    tls = TlsFiles(tmp_path / "tls")
+    base = {"name": "n", "url": "tls://127.0.0.1:4222"}
+    with pytest.raises(ValueError, match="tls_ca_file"):
+        NatsConfig(**base, tls_ca_file=str(tmp_path / "missing.pem"))
+    with pytest.raises(ValueError, match="tls_cert_file and tls_key_file"):
+        NatsConfig(**base, tls_cert_file=str(tls.client_cert))
+    with pytest.raises(ValueError, match="cannot be loaded"):
+        NatsConfig(**base, tls_cert_file=str(tls.client_cert), tls_key_file=str(tls.ca_file))

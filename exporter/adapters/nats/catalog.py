@@ -16,6 +16,9 @@ TITLE = "NATS"
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("varz", "server connections, slow consumers, traffic and memory (/varz)"),
     CollectorSpec("jetstream", "streams and consumers: size vs limits, pending, lag (/jsz)"),
+    CollectorSpec(
+        "connz", "client connections: pending bytes by client, closures by reason (/connz)"
+    ),
     CollectorSpec("healthz", "whether JetStream reports healthy (/healthz?js-enabled-only)"),
     CollectorSpec("canary", "a timed request/reply round trip through the server"),
 )
@@ -247,6 +250,30 @@ def dashboard(thresholds: Any) -> dict[str, Any]:
         "percentunit",
         "Client connections against the server's limit.",
         [d.Query(f"sparki_nats_connections{t} / sparki_nats_max_connections{t}", "{{target}}")],
+    )
+    b.row("Clients")
+    b.graph(
+        "Pending bytes by client",
+        "bytes",
+        "Bytes the server has queued for each client name (top_clients; the rest: other)."
+        " A client that stays high is about to be cut off as a slow consumer.",
+        [
+            d.Query(f"sparki_nats_client_pending_bytes{t}", "{{target}} {{client}}"),
+            d.Query(f"sparki_nats_pending_bytes{t}", "{{target}} all"),
+        ],
+    )
+    b.graph(
+        "Closed connections per second by reason",
+        "none",
+        "Why the server closed client connections; slow_consumer means it gave up on a"
+        " client that read too slowly (see /connz?state=closed for which).",
+        [
+            d.Query(
+                f"sum by (target, reason) (rate(sparki_nats_closed_connections_total{t}"
+                f"[{d.RATE}])) > 0",
+                "{{target}} {{reason}}",
+            )
+        ],
     )
     b.row("Canary")
     b.graph(

@@ -31,12 +31,13 @@ from ...errtext import without_addresses
 from ...metrics import HistogramState
 from .catalog import COLLECTORS
 from .config import CANARY_BUCKETS, NatsConfig
+from .connz import ClosedState
 from .context import CanaryState, MonitorError, NatsContext
 
 log = logging.getLogger("sparki.nats")
 
 ADAPTER = "nats"
-MONITOR_COLLECTORS = frozenset({"varz", "jetstream", "healthz"})
+MONITOR_COLLECTORS = frozenset({"varz", "jetstream", "connz", "healthz"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,10 @@ def classify(exc: BaseException) -> PollError:
     if isinstance(exc, PollError):
         return exc
     text = _describe(exc)
+    if isinstance(exc, ssl.SSLError | aiohttp.ClientSSLError):
+        # No reason of its own in the contract: connect, with a message that says TLS.
+        detail = getattr(exc, "verify_message", None) or getattr(exc, "reason", None)
+        return PollError(Reason.CONNECT, f"TLS handshake failed ({detail or type(exc).__name__})")
     if isinstance(exc, asyncio.TimeoutError | TimeoutError | nats.errors.TimeoutError):
         return PollError(Reason.TIMEOUT, text)
     if isinstance(exc, nats.errors.AuthorizationError) or "authorization" in text.lower():
@@ -112,6 +117,7 @@ class NatsTarget:
             if c.name in self.enabled
         }
         self.canary = CanaryState(HistogramState(CANARY_BUCKETS))
+        self.closed = ClosedState()
         self.errors = CollectorErrors(ADAPTER, config.name)
         self.nc: Any = None
         self.http: aiohttp.ClientSession | None = None
@@ -140,8 +146,12 @@ class NatsTarget:
             "error_cb": on_error,
             "name": "sparki-exporter",
         }
-        if c.url.startswith("tls://"):
-            kwargs["tls"] = ssl.create_default_context()
+        if c.uses_tls():
+            # nats-py upgrades to TLS when the server's INFO requires it, with this
+            # context if given and the system CAs otherwise.
+            kwargs["tls"] = c.ssl_context()
+            if c.tls_server_name:
+                kwargs["tls_hostname"] = c.tls_server_name
         if c.token is not None:
             kwargs["token"] = c.token.get_secret_value()
         if c.user is not None and c.password is not None:
@@ -166,8 +176,10 @@ class NatsTarget:
     async def poll(self) -> NatsSnapshot:
         await self._connect()
         if self.http is None and self.config.monitor_url is not None:
+            tls = self.config.ssl_context() if self.config.uses_tls() else None
             self.http = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout * 0.5)
+                timeout=aiohttp.ClientTimeout(total=self.timeout * 0.5),
+                connector=aiohttp.TCPConnector(ssl=tls if tls is not None else True),
             )
         ctx = NatsContext(
             self.config,
@@ -176,6 +188,7 @@ class NatsTarget:
             self.canary,
             self.inbox,
             self.config.canary_timeout or self.timeout * 0.5,
+            self.closed,
         )
 
         def step(module: Any) -> Any:
@@ -232,7 +245,8 @@ def families(snap: NatsSnapshot) -> list[Metric]:
 
 
 def from_env(env: Mapping[str, str]) -> list[dict[str, Any]]:
-    """One target from NATS_URL (+ NATS_MONITOR_URL, NATS_TOKEN or NATS_USER/NATS_PASSWORD;
+    """One target from NATS_URL (+ NATS_MONITOR_URL, NATS_TOKEN or NATS_USER/NATS_PASSWORD,
+    NATS_TLS_CA_FILE, NATS_TLS_CERT_FILE/NATS_TLS_KEY_FILE, NATS_TLS_SERVER_NAME;
     SPARKI_NATS_TARGET names it)."""
     url = env.get("NATS_URL", "").strip()
     if not url:
@@ -243,6 +257,10 @@ def from_env(env: Mapping[str, str]) -> list[dict[str, Any]]:
         ("NATS_TOKEN", "token"),
         ("NATS_USER", "user"),
         ("NATS_PASSWORD", "password"),
+        ("NATS_TLS_CA_FILE", "tls_ca_file"),
+        ("NATS_TLS_CERT_FILE", "tls_cert_file"),
+        ("NATS_TLS_KEY_FILE", "tls_key_file"),
+        ("NATS_TLS_SERVER_NAME", "tls_server_name"),
     ):
         value = env.get(key, "").strip()
         if value:
