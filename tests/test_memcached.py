@@ -104,6 +104,21 @@ async def test_canary_times_each_operation_and_leaves_nothing_behind(
                 "sparki_memcached_canary_duration_seconds_bucket", operation=op, le=le
             )
     assert not await exp.samples("sparki_memcached_canary_errors_total", target="canary")
+    # The first round trip of each operation on the connection is counted, not timed
+    # (cold paths a pooled client never sees); every later one is timed.
+    fams = await exp.families()
+    for op in ("set", "get", "delete"):
+        [timed] = [
+            s.value
+            for s in fams["sparki_memcached_canary_duration_seconds"].samples
+            if s.name.endswith("_count") and s.labels["operation"] == op
+        ]
+        [attempted] = [
+            s.value
+            for s in fams["sparki_memcached_canary_operations"].samples
+            if s.name.endswith("_total") and s.labels["operation"] == op
+        ]
+        assert attempted == timed + 1, op
     await exp.exporter.stop()
     assert node.keys() == []
     assert int(node.stats()["curr_items"]) == 0

@@ -8,7 +8,10 @@ removes the key, and should the delete not happen (a timeout, a crash) the TTL d
 
 Each operation's round trip goes into a histogram per operation whose bounds include
 the Redis latency thresholds (5 ms and 10 ms p95), which apply to a cache on the same
-path. Attempts and failures are counted per operation; a failure has a reason from a
+path. The first set, get and delete on a new connection are counted but not timed: they
+pay for cold paths (and, at the exporter's start, for every target's first poll running
+at once) that no pooled client sees, and a p95 over the few samples a restart leaves in
+the window would be that one outlier. Attempts and failures are counted per operation; a failure has a reason from a
 fixed set. A failure the server answers (SERVER_ERROR out of memory with -M, say) is
 the canary's finding, not a failed collector; a connection that breaks or hangs fails
 the node, after the attempt has been counted.
@@ -49,6 +52,7 @@ class CanaryState:
         self.histograms = {op: HistogramState(BUCKETS) for op in OPERATIONS}
         self.attempts = dict.fromkeys(OPERATIONS, 0)
         self.errors: dict[tuple[str, str], int] = {}
+        self.warm_conn: object | None = None  # the connection whose round trips are timed
 
     def failed(self, op: str, reason: str) -> None:
         self.errors[(op, reason)] = self.errors.get((op, reason), 0) + 1
@@ -91,8 +95,11 @@ def state_of(ctx: NodeContext) -> CanaryState:
     return state
 
 
-async def _timed(state: CanaryState, op: str, call: Callable[[], Awaitable[Any]]) -> Any:
-    """Run one operation, count it and time it; a failure is counted, then raised."""
+async def _timed(
+    state: CanaryState, op: str, call: Callable[[], Awaitable[Any]], timed: bool = True
+) -> Any:
+    """Run one operation, count it and (``timed``) time it; a failure is counted, then
+    raised."""
     state.attempts[op] += 1
     start = time.perf_counter()
     try:
@@ -101,7 +108,8 @@ async def _timed(state: CanaryState, op: str, call: Callable[[], Awaitable[Any]]
         # Cancelled: the poll deadline passed inside this operation, a timeout for it.
         state.failed(op, "timeout" if isinstance(exc, asyncio.CancelledError) else reason_of(exc))
         raise
-    state.histograms[op].observe(time.perf_counter() - start)
+    if timed:
+        state.histograms[op].observe(time.perf_counter() - start)
     return result
 
 
@@ -109,6 +117,8 @@ async def collect(ctx: NodeContext) -> CanaryPart:
     state = state_of(ctx)
     key, conn = ctx.canary_key, ctx.conn
     value = secrets.token_hex(8).encode()
+    timed = state.warm_conn is conn
+    state.warm_conn = conn
 
     async def check_get() -> None:
         got = await conn.get(key)
@@ -120,15 +130,15 @@ async def collect(ctx: NodeContext) -> CanaryPart:
             raise _Mismatch("the canary key was gone before its delete")
 
     try:
-        await _timed(state, "set", lambda: conn.set(key, value, ctx.canary_ttl))
+        await _timed(state, "set", lambda: conn.set(key, value, ctx.canary_ttl), timed)
     except (ServerReplyError, AuthFailed):
         return state.part()  # nothing stored, nothing to read or delete
     try:
-        await _timed(state, "get", check_get)
+        await _timed(state, "get", check_get, timed)
     except (ServerReplyError, _Mismatch):
         pass  # counted; the delete still runs so nothing is left behind
     try:
-        await _timed(state, "delete", check_delete)
+        await _timed(state, "delete", check_delete, timed)
     except (ServerReplyError, _Mismatch):
         pass
     return state.part()
