@@ -26,7 +26,8 @@ class LsmConfig(TargetConfig):
     expvar_url: str | None = Field(
         None,
         description="the host service's expvar endpoint, http://host:port/debug/vars"
-        " (Badger only); unset: the expvar collector is skipped (sparki_capability says so)",
+        " (Badger only); unset: the expvar collector is skipped (and no expvar"
+        " capability is exported)",
     )
     max_files: int = Field(
         100_000,

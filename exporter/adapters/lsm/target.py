@@ -50,6 +50,7 @@ class LsmSnapshot:
     parts: tuple[tuple[str, Any], ...]
     runs: tuple[CollectorRun, ...]
     expvar: bool  # expvar configured, read, and every expected variable found
+    expvar_expected: bool = True  # an expvar_url is configured and the collector is on
 
 
 def _describe(exc: BaseException) -> str:
@@ -139,6 +140,7 @@ class LsmTarget:
             ordered,
             runs,
             part is not None and not part.missing,
+            "expvar" in self.enabled,
         )
         if failures:
             first = classify(next(iter(failures.values())))
@@ -189,8 +191,11 @@ def families(snap: LsmSnapshot) -> list[Metric]:
         "1 when the exporter can read this part of the server; 0 means its metrics are missing",
         labels=["adapter", "target", "capability"],
     )
-    cap.add_metric([ADAPTER, snap.target, "expvar"], 1.0 if snap.expvar else 0.0)
-    out.append(cap)
+    # Only where expvar is expected: without expvar_url there is nothing to miss, and a
+    # capability at 0 would keep SparkiCapabilityMissing firing for a sound config.
+    if snap.expvar_expected:
+        cap.add_metric([ADAPTER, snap.target, "expvar"], 1.0 if snap.expvar else 0.0)
+        out.append(cap)
     out.extend(collector_families(ADAPTER, snap.target, snap.runs))
     return out
 

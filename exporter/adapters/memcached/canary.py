@@ -11,10 +11,10 @@ the Redis latency thresholds (5 ms and 10 ms p95), which apply to a cache on the
 path. The first set, get and delete on a new connection are counted but not timed: they
 pay for cold paths (and, at the exporter's start, for every target's first poll running
 at once) that no pooled client sees, and a p95 over the few samples a restart leaves in
-the window would be that one outlier. Attempts and failures are counted per operation; a failure has a reason from a
-fixed set. A failure the server answers (SERVER_ERROR out of memory with -M, say) is
-the canary's finding, not a failed collector; a connection that breaks or hangs fails
-the node, after the attempt has been counted.
+the window would be that one outlier. Attempts and failures are counted per operation;
+a failure has a reason from a fixed set. A failure the server answers (SERVER_ERROR out
+of memory with -M, say) is the canary's finding, not a failed collector; a connection
+that breaks or hangs fails the node, after the attempt has been counted.
 """
 
 from __future__ import annotations
