@@ -38,10 +38,14 @@ def service(name: str) -> dict[str, Any]:
 
 
 def mounts(name: str) -> dict[str, Path]:
-    """Container path → host path for every bind mount of a service."""
+    """Container path → host path for every bind mount of a service (a named volume must
+    be declared at the top level, and is not a host path)."""
     out: dict[str, Path] = {}
     for volume in service(name).get("volumes", []):
         host, container, *_ = str(volume).split(":")
+        if not host.startswith((".", "/")):
+            assert host in (compose().get("volumes") or {}), f"{name}: volume {host} undeclared"
+            continue
         assert host.startswith("."), f"{name}: {volume} is not a relative bind mount"
         out[container] = (DEPLOY / host).resolve()
     return out
@@ -67,6 +71,7 @@ def test_every_service_the_stack_needs_is_there() -> None:
         "minio",
         "etcd",
         "nats",
+        "badger-host",
         "exporter",
         "prometheus",
         "alertmanager",
@@ -115,6 +120,12 @@ def test_the_exporter_config_validates_with_the_compose_environment() -> None:
     assert cfg.etcd[0].endpoints == ["http://etcd:2379"]
     assert cfg.nats[0].url == "nats://nats:4222"
     assert cfg.nats[0].monitor_url == "http://nats:8222"
+    # The exporter reads the Badger host's directory through the volume they share.
+    lsm = cfg.lsm[0]
+    assert lsm.expvar_url == "http://badger-host:8080/debug/vars"
+    shared = [v for v in service("badger-host")["volumes"] if not v.startswith(".")]
+    assert [v.split(":")[1] for v in shared] == [str(lsm.directory)]
+    assert f"badger-data:{lsm.directory}:ro" in service("exporter")["volumes"]
     assert str(s3.endpoint_url).startswith("http://minio:9000")
     assert s3.bucket in service("minio-bucket")["entrypoint"][-1]
     assert not s3.inventory.enabled  # MinIO's usage metrics give the size instead

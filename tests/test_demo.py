@@ -127,8 +127,17 @@ def test_demo_starts_shows_data_and_stops_cleanly() -> None:
         while True:
             body = get(f"http://127.0.0.1:{port}/metrics")
             up = {
-                a: f'sparki_up{{adapter="{a}",target="{a}"}} 1' in body
-                for a in ("postgres", "redis", "s3", "memcached", "mysql", "etcd", "nats")
+                a: f'sparki_up{{adapter="{a}",target="{t}"}} 1' in body
+                for a, t in (
+                    ("postgres", "postgres"),
+                    ("redis", "redis"),
+                    ("s3", "s3"),
+                    ("memcached", "memcached"),
+                    ("mysql", "mysql"),
+                    ("etcd", "etcd"),
+                    ("nats", "nats"),
+                    ("lsm", "badger"),
+                )
             }
             if all(up.values()):
                 break
