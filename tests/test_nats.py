@@ -304,3 +304,68 @@ async def test_tls_settings_are_checked_when_the_config_loads(tmp_path: Path) ->
         NatsConfig(**base, tls_cert_file=str(tls.client_cert))
     with pytest.raises(ValueError, match="cannot be loaded"):
         NatsConfig(**base, tls_cert_file=str(tls.client_cert), tls_key_file=str(tls.ca_file))
+
+
+async def test_a_stream_or_consumer_deleted_while_running_leaves_no_stale_series(
+    nats_factory: Any, start_exporter: Any
+) -> None:
+    """Streams and consumers are read afresh from /jsz each poll: once one is deleted,
+    none of its series (a limit an alert divides by, a pending count an alert watches)
+    stays behind at its last value, the target stays up, and a stream re-created under
+    the same name starts from its new state."""
+    server = nats_factory()
+    nc = await nats.connect(server.url)
+    js = nc.jetstream()
+    await js.add_stream(name="ORDERS", subjects=["orders.>"], max_bytes=1_000_000)
+    await js.add_stream(name="AUDIT", subjects=["audit.>"])
+    for _ in range(20):
+        await js.publish("orders.new", b"order")
+        await js.publish("audit.x", b"entry")
+    await js.add_consumer("ORDERS", durable_name="billing", ack_policy="explicit")
+    for name in ("reader", "archiver"):
+        await js.add_consumer("AUDIT", durable_name=name, ack_policy="explicit")
+    exp = await start_exporter(cfg(server.target("n")))
+    try:
+        pending = "sparki_nats_consumer_pending_messages"
+        await exp.wait_value(pending, 20.0, target="n", stream="ORDERS", consumer="billing")
+        await exp.wait_value(pending, 20.0, target="n", stream="AUDIT", consumer="archiver")
+        assert await exp.value("sparki_nats_stream_max_bytes", stream="ORDERS") == 1_000_000
+
+        # A consumer deleted alone: its series go, its stream and sibling stay.
+        await js.delete_consumer("AUDIT", "reader")
+        await exp.polls("nats", "n", 2)
+        text = await exp.scrape()
+        assert 'consumer="reader"' not in text
+        assert await exp.value("sparki_nats_stream_consumers", stream="AUDIT") == 1.0
+        assert await exp.value(pending, stream="AUDIT", consumer="archiver") == 20.0
+
+        # The stream deleted with its consumer: every series naming it goes at once.
+        await js.delete_stream("ORDERS")
+        await exp.polls("nats", "n", 2)
+        text = await exp.scrape()
+        assert 'stream="ORDERS"' not in text, [
+            line for line in text.splitlines() if "ORDERS" in line
+        ]
+        assert await exp.value("sparki_nats_stream_messages", stream="AUDIT") == 20.0
+        assert await exp.value("sparki_up", adapter="nats", target="n") == 1.0
+        assert await exp.value("sparki_nats_jetstream_healthy", target="n") == 1.0
+        assert (
+            await exp.value(
+                "sparki_collector_success", adapter="nats", target="n", collector="jetstream"
+            )
+            == 1.0
+        )
+
+        # Re-created under the same name, without a limit and with fewer messages:
+        # nothing of the old stream shows through.
+        await js.add_stream(name="ORDERS", subjects=["orders.>"])
+        for _ in range(3):
+            await js.publish("orders.new", b"order")
+        await exp.wait_value("sparki_nats_stream_messages", 3.0, target="n", stream="ORDERS")
+        assert await exp.value("sparki_nats_stream_consumers", stream="ORDERS") == 0.0
+        assert await exp.samples("sparki_nats_stream_max_bytes", stream="ORDERS") == []
+        assert await exp.samples(pending, stream="ORDERS") == []
+        await js.add_consumer("ORDERS", durable_name="billing", ack_policy="explicit")
+        await exp.wait_value(pending, 3.0, target="n", stream="ORDERS", consumer="billing")
+    finally:
+        await nc.close()
