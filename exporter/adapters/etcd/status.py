@@ -45,9 +45,10 @@ class StatusState:
     def __init__(self) -> None:
         self.leader: str | None = None  # last non-zero leader id seen
         self.changes = 0
-        # endpoint -> member name, remembered: a member that stopped (or was removed
-        # from the member list) keeps its label, so its member_up 0 reads as itself.
-        self.names: dict[str, str] = {}
+        # endpoint -> (member id, name) of the member that last answered there: a member
+        # that stopped (or was removed from the member list) keeps its label, so its
+        # member_up 0 reads as itself. See _remembered for when it does not.
+        self.seen: dict[str, tuple[str, str]] = {}
 
     def observe(self, leader: str) -> None:
         if leader in ("", "0"):
@@ -74,6 +75,25 @@ async def _names(ctx: Context) -> tuple[dict[str, str], dict[str, str], int]:
     return by_url, by_id, len(members)
 
 
+def _remembered(state: StatusState, endpoint: str, by_id: dict[str, str]) -> str | None:
+    """The name to give an endpoint that did not answer, from the member last seen there.
+
+    Still in the member list (stopped, or advertising another URL than the config's):
+    its current name. Removed: the name it had, so the operator sees which member the
+    stale endpoint was, unless a current member now has that name (a replacement is
+    often added under the same name at another address). Then the name belongs to
+    the replacement: the same label set twice would collide in /metrics, and a 0 under
+    the name of a member that is fine would page for the wrong one, so the stale
+    endpoint reads as ``endpoint-<index>`` instead.
+    """
+    if endpoint not in state.seen:
+        return None
+    member_id, name = state.seen[endpoint]
+    if member_id in by_id:
+        return by_id[member_id]
+    return None if name in by_id.values() else name
+
+
 async def collect(ctx: Context) -> StatusPart:
     state: StatusState = ctx.state.setdefault("status", StatusState())
     by_url, by_id, count = await _names(ctx)
@@ -86,7 +106,9 @@ async def collect(ctx: Context) -> StatusPart:
         return_exceptions=True,
     )
     for index, (endpoint, reply) in enumerate(zip(ctx.config.endpoints, replies, strict=True)):
-        fallback = by_url.get(endpoint) or state.names.get(endpoint) or f"endpoint-{index}"
+        fallback = (
+            by_url.get(endpoint) or _remembered(state, endpoint, by_id) or f"endpoint-{index}"
+        )
         if isinstance(reply, BaseException):
             if isinstance(reply, GatewayError) or not (
                 isinstance(reply, TimeoutError) or is_connection_error(reply)
@@ -97,13 +119,14 @@ async def collect(ctx: Context) -> StatusPart:
             continue
         header = reply.get("header") or {}
         member_id = str(header.get("member_id", ""))
-        state.names[endpoint] = by_id.get(member_id, fallback)
+        name = by_id.get(member_id, fallback)
+        state.seen[endpoint] = (member_id, name)
         leader = str(reply.get("leader", "0"))
         term = float(reply.get("raftTerm", header.get("raft_term", 0)))
         leaders.append((term, leader))
         members.append(
             Member(
-                name=state.names[endpoint],
+                name=name,
                 up=True,
                 db_size=float(reply.get("dbSize", 0)),
                 db_in_use=float(reply.get("dbSizeInUse", reply.get("dbSize", 0))),
