@@ -5,6 +5,8 @@
 * ``etcd_auth`` (session): one member with authentication on (user ``root``,
   password ``AUTH_PASSWORD``), enabled through the JSON gateway.
 * ``etcd_cluster`` (session): three members; tests may stop one and must start it again.
+* ``etcd_cluster_private`` (function): three members of its own, for a test that
+  changes the membership (``remove``, ``spare`` + ``add``); destroyed after the test.
 * ``etcd_factory`` (function): ``etcd_factory(*flags, tls=None)`` starts a private
   member (``--quota-backend-bytes=...`` for the quota test; ``tls=TlsFiles(...)``:
   https only, client certificates required); destroyed after the test.
@@ -18,6 +20,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -71,6 +74,7 @@ class EtcdMember:
         self.peer_port = free_port()
         self.extra = extra
         self.initial_cluster = f"{name}={self.peer_url}"
+        self.cluster_state = "new"  # "existing" for a member added to a running cluster
         self.proc: subprocess.Popen[bytes] | None = None
         self.started_once = False
 
@@ -93,7 +97,7 @@ class EtcdMember:
             f"--listen-peer-urls={self.peer_url}",
             f"--initial-advertise-peer-urls={self.peer_url}",
             f"--initial-cluster={self.initial_cluster}",
-            "--initial-cluster-state=new",
+            f"--initial-cluster-state={self.cluster_state}",
             "--initial-cluster-token=sparki-test",
             "--logger=zap",
             "--log-level=error",
@@ -154,6 +158,7 @@ class EtcdCluster:
     """Three members started together."""
 
     def __init__(self, base: str) -> None:
+        self.base = base
         self.members = [EtcdMember(f"m{i}", f"{base}/m{i}") for i in range(3)]
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         for m in self.members:
@@ -169,6 +174,40 @@ class EtcdCluster:
 
     def target(self, name: str, **extra: Any) -> dict[str, Any]:
         return {"name": name, "endpoints": [m.url for m in self.members], **extra}
+
+    def remove(self, member: EtcdMember) -> None:
+        """``etcdctl member remove`` through another member, then stop its process (etcd
+        3.4 stops a removed member by itself; an operator stops it anyway).
+
+        etcd refuses a membership change until every member has been connected for a
+        few seconds ("unhealthy cluster"), so a cluster just started is given 20 s.
+        """
+        other = next(m for m in self.members if m is not member and m.proc is not None)
+        member_id = format(int(member.status()["header"]["member_id"]), "x")
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                other.etcdctl("member", "remove", member_id)
+                break
+            except subprocess.CalledProcessError as exc:
+                if "unhealthy cluster" not in exc.stderr or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        member.stop()
+        self.members.remove(member)
+
+    def spare(self, name: str) -> EtcdMember:
+        """A member not started yet (its ports are chosen, so a config can list it)."""
+        return EtcdMember(name, tempfile.mkdtemp(prefix=f"{name}-", dir=self.base))
+
+    def add(self, member: EtcdMember) -> EtcdMember:
+        """``etcdctl member add``, then start ``member`` (a ``spare``) into the cluster."""
+        other = next(m for m in self.members if m.proc is not None)
+        other.etcdctl("member", "add", member.name, f"--peer-urls={member.peer_url}")
+        member.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in [*self.members, member])
+        member.cluster_state = "existing"
+        self.members.append(member)
+        return member.start()
 
     def leader(self) -> EtcdMember:
         for m in self.members:
@@ -210,6 +249,16 @@ def etcd_auth() -> Iterator[EtcdMember]:
 
 @pytest.fixture(scope="session")
 def etcd_cluster() -> Iterator[EtcdCluster]:
+    with tempfile.TemporaryDirectory(prefix="sparki-etcd-cluster-") as base:
+        cluster = EtcdCluster(base)
+        try:
+            yield cluster
+        finally:
+            cluster.destroy()
+
+
+@pytest.fixture
+def etcd_cluster_private() -> Iterator[EtcdCluster]:
     with tempfile.TemporaryDirectory(prefix="sparki-etcd-cluster-") as base:
         cluster = EtcdCluster(base)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 from pathlib import Path
@@ -18,6 +19,13 @@ FAST = {"poll_interval": "1s", "poll_timeout": "0.9s"}
 
 def config(target: dict[str, Any]) -> dict[str, Any]:
     return {**FAST, "etcd": [target]}
+
+
+async def count_of(exp: Any, target: str, operation: str = "put") -> float:
+    value = await exp.value(
+        "sparki_etcd_canary_duration_seconds_count", target=target, operation=operation
+    )
+    return value or 0.0
 
 
 async def count(exp: Any, operation: str) -> float:
@@ -321,3 +329,87 @@ async def test_a_hung_member_costs_part_of_a_poll_and_only_its_own_series(
     assert await count(exp, "put") >= 2
     state = exp.runner("etcd", "t").state
     assert state.last_duration is not None and state.last_duration < 1.5
+
+
+def duplicates(text: str) -> list[tuple[str, tuple[tuple[str, str], ...]]]:
+    """Samples that appear twice with one label set (Prometheus would drop one)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+    twice = []
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (s.name, tuple(sorted(s.labels.items())))
+            if key in seen:
+                twice.append(key)
+            seen.add(key)
+    return twice
+
+
+async def test_a_member_removed_while_running_and_then_replaced(
+    etcd_cluster_private: EtcdCluster, start_exporter: Any
+) -> None:
+    """``etcdctl member remove`` of a follower whose endpoint stays in the config (configs
+    lag behind): the target stays up through the other two, the cluster size reads 2,
+    and the removed member reads member_up 0 under its own name (SparkiEtcdMemberDown;
+    its runbook says to drop the endpoint) with no other series an alert reads. A
+    replacement added later under the same name at another address takes the name
+    over: the stale endpoint then reads as endpoint-<index>, never as a second series
+    labelled like the member that is fine."""
+    cluster = etcd_cluster_private
+    victim = next(m for m in cluster.members if m is not cluster.leader())
+    index = cluster.members.index(victim)
+    spare = cluster.spare(victim.name)  # the replacement: same name, another address
+    lagging = cluster.target("lagging")  # the three endpoints the cluster started with
+    ahead = cluster.target("ahead")
+    ahead["endpoints"] = [*ahead["endpoints"], spare.url]  # lists the replacement already
+    exp = await start_exporter({**FAST, "etcd": [lagging, ahead]})
+    for name in ("lagging", "ahead"):
+        await exp.wait_value("sparki_up", 1, timeout=30, adapter="etcd", target=name)
+        await exp.wait_value("sparki_etcd_member_up", 1, target=name, member=victim.name)
+    assert await exp.value("sparki_etcd_cluster_members", target="lagging") == 3
+    await asyncio.to_thread(cluster.remove, victim)
+
+    await exp.wait_value("sparki_etcd_cluster_members", 2, timeout=15, target="lagging")
+    await exp.wait_value("sparki_etcd_member_up", 0, target="lagging", member=victim.name)
+    await exp.polls("etcd", "lagging", 2)
+    assert await exp.value("sparki_up", adapter="etcd", target="lagging") == 1
+    rest = sorted(m.name for m in cluster.members)
+    rows = await exp.samples("sparki_etcd_member_up", target="lagging")
+    assert {s.labels["member"]: s.value for s in rows} == {
+        **dict.fromkeys(rest, 1.0),
+        victim.name: 0.0,
+    }
+    # Only member_up speaks for the removed member: no leader, lag or quota series
+    # that an alert would read at its last value.
+    for family in (
+        "sparki_etcd_has_leader",
+        "sparki_etcd_raft_index_lag",
+        "sparki_etcd_db_size_bytes",
+        "sparki_etcd_is_leader",
+    ):
+        rows = await exp.samples(family, target="lagging")
+        assert sorted(s.labels["member"] for s in rows) == rest, family
+    for m in rest:
+        assert await exp.value("sparki_etcd_has_leader", target="lagging", member=m) == 1
+    leaders = await exp.samples("sparki_etcd_is_leader", target="lagging")
+    assert sum(s.value for s in leaders) == 1
+    before = await count_of(exp, "lagging")
+    await exp.polls("etcd", "lagging", 2)
+    assert await count_of(exp, "lagging") >= before + 2  # the canary uses the others
+    assert str(victim.client_port) not in await exp.scrape()
+
+    await asyncio.to_thread(cluster.add, spare)
+    await exp.wait_value("sparki_etcd_cluster_members", 3, timeout=30, target="ahead")
+    await exp.wait_value("sparki_etcd_member_up", 1, timeout=30, target="ahead", member=spare.name)
+    stale = f"endpoint-{index}"
+    for name in ("lagging", "ahead"):
+        await exp.wait_value("sparki_etcd_member_up", 0, target=name, member=stale)
+    await exp.polls("etcd", "ahead", 2)
+    rows = await exp.samples("sparki_etcd_member_up", target="ahead")
+    assert sorted((s.labels["member"], s.value) for s in rows) == sorted(
+        [*((m, 1.0) for m in rest), (spare.name, 1.0), (stale, 0.0)]
+    )
+    # The lagging config does not list the replacement: nothing under its name there.
+    assert await exp.samples("sparki_etcd_member_up", target="lagging", member=spare.name) == []
+    assert duplicates(await exp.scrape()) == []
