@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -29,20 +27,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import pollcost  # noqa: E402
+
 from devstack.badger import BadgerHost  # noqa: E402
 from exporter.adapters.lsm.config import LsmConfig  # noqa: E402
 from exporter.adapters.lsm.target import LsmTarget, families  # noqa: E402
 from exporter.config import GlobalConfig  # noqa: E402
-from exporter.metrics import render_families  # noqa: E402
 
-DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## LSM stores"
-LIMIT_MS = 20.0
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def pebble_like(path: Path, files: int) -> Path:
@@ -62,44 +54,15 @@ def pebble_like(path: Path, files: int) -> Path:
 async def measure(target_config: dict[str, Any], rounds: int, warmup: int) -> dict[str, float]:
     config = LsmConfig.model_validate(target_config)
     target = LsmTarget(config, GlobalConfig(poll_interval=15.0, poll_timeout=5.0))
-    wall: list[float] = []
-    cpu: list[float] = []
-    render: list[float] = []
-    try:
-        for i in range(warmup + rounds):
-            w0, c0 = time.perf_counter(), time.process_time()
-            snap = await target.poll()
-            w1, c1 = time.perf_counter(), time.process_time()
-            render_families(families(snap))
-            w2 = time.perf_counter()
-            if i >= warmup:
-                wall.append((w1 - w0) * 1000)
-                cpu.append((c1 - c0) * 1000)
-                render.append((w2 - w1) * 1000)
-    finally:
-        await target.close()
-    return {
-        "p50": statistics.median(wall),
-        "p95": pct(wall, 0.95),
-        "max": max(wall),
-        "cpu": statistics.mean(cpu),
-        "render": statistics.mean(render),
-    }
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
+    return await pollcost.measure(target, families, rounds, warmup)
 
 
 def section(results: dict[str, dict[str, float]], rounds: int, gated: tuple[str, ...]) -> str:
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = pollcost.now()
     lines = [
         SECTION,
         "",
-        f"Run on {now}: {cpu_model()}, Python {platform.python_version()}, a Go host"
+        f"Run on {now}: {pollcost.cpu_model()}, Python {platform.python_version()}, a Go host"
         " embedding Debian's Badger 2.2007 writing 200 build-cache entries a second, on the"
         " same machine.",
         "",
@@ -120,42 +83,17 @@ def section(results: dict[str, dict[str, float]], rounds: int, gated: tuple[str,
         " exporter process's (the walk's thread included); render is turning the snapshot"
         " into exposition bytes.",
         "",
-        "| target | poll p50 | poll p95 | poll max | exporter CPU / poll | render / poll |",
-        "|---|---|---|---|---|---|",
+        *pollcost.table(results, "target"),
     ]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['p50']:.2f} ms | {r['p95']:.2f} ms | {r['max']:.2f} ms |"
-            f" {r['cpu']:.2f} ms | {r['render']:.2f} ms |"
-        )
-    worst = max(results[name]["p95"] for name in gated)
-    verdict = "met" if worst < LIMIT_MS else "NOT met"
     lines += [
         "",
-        f"The aim of issue 14 is a poll cost under {LIMIT_MS:g} ms per target with a"
-        f" directory of a few thousand files (up to 3,000 here): {verdict} (worst p95 of"
-        f" those rows {worst:.2f} ms). Past that the cost grows linearly with the number"
+        f"The aim of issue 14 is a poll cost under {pollcost.LIMIT_MS:g} ms per target with a"
+        " directory of a few thousand files (up to 3,000 here), over those rows:"
+        f" {pollcost.verdict(results, gated)}. Past that the cost grows linearly with the number"
         " of files (about a microsecond of CPU each, for the listing and classifying);"
         " `max_files` bounds it.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def write_section(text: str) -> None:
-    """Replace (or append) the ``## LSM stores`` section; every other section is kept."""
-    current = DOC.read_text()
-    lines = current.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
-    if start is None:
-        new = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        before = "\n".join(lines[:start]).rstrip("\n")
-        after = "\n".join(lines[end:])
-        new = before + "\n\n" + text + ("\n" + after.rstrip("\n") + "\n" if after else "")
-    DOC.write_text(new)
 
 
 def main() -> int:
@@ -208,8 +146,8 @@ def main() -> int:
     text = section(results, args.rounds, tuple(gated))
     print(text)
     if not args.no_write:
-        write_section(text)
-        print(f"wrote the {SECTION} section of {DOC.relative_to(ROOT)}")
+        pollcost.write_section(SECTION, text)
+        print(f"wrote the {SECTION} section of {pollcost.DOC.relative_to(ROOT)}")
     return 0
 
 
