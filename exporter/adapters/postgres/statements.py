@@ -197,6 +197,8 @@ class Collector:
         self.dbids: dict[str, int] = {}
         self.other: dict[str, list[float]] = {}
         self.texts: dict[tuple[int, int], str] = {}  # (dbid, queryid) -> cleaned text
+        # The part's texts as last built; None when the top N or the texts changed since.
+        self.texts_part: tuple[tuple[str, str, str], ...] | None = None
         self.text_keys: dict[tuple[str, int], tuple[int, int]] = {}  # top-N -> texts key
         # Statements ranked N+1 to 2N: their text is fetched ahead, with the top-N's, so
         # one that climbs into the top N usually has its text already.
@@ -214,7 +216,7 @@ class Collector:
             conn, version, preload, bool(has_ext), str(dbname)
         )
         statements: list[StatementSeries] = []
-        texts: list[tuple[str, str, str]] = []
+        texts: tuple[tuple[str, str, str], ...] = ()
         if available:
             statements += [
                 StatementSeries(d, qs, int(v[0]), v[1]) for d, qs, v in self.order.values()
@@ -222,16 +224,20 @@ class Collector:
             statements += [
                 StatementSeries(d, "other", int(v[0]), v[1]) for d, v in sorted(self.other.items())
             ]
-            text_keys, known = self.text_keys, self.texts
-            for agg, (d, qs, _) in self.order.items():
-                key = text_keys.get(agg)
-                if key is not None and key in known:
-                    texts.append((d, qs, known[key]))
+            if self.texts_part is None:
+                text_keys, known = self.text_keys, self.texts
+                found = []
+                for agg, (d, qs, _) in self.order.items():
+                    key = text_keys.get(agg)
+                    if key is not None and key in known:
+                        found.append((d, qs, known[key]))
+                self.texts_part = tuple(found)
+            texts = self.texts_part
         return Part(
             available=available,
             histograms=tuple((d, h.snapshot()) for d, h in sorted(self.histograms.items())),
             statements=tuple(statements),
-            texts=tuple(texts),
+            texts=texts,
             tracked=tracked,
             deallocated=dealloc,
             hidden=tuple(sorted(self.hidden.items())) if available else (),
@@ -416,10 +422,12 @@ class Collector:
         # updated, in place. A database's name and oid are one to one (the rows are
         # joined to pg_database), so a top statement's text key follows from its name.
         if datnames != self.datnames:
+            self.texts_part = None
             self.datnames = datnames
             self.dbids = {name: dbid for dbid, name in datnames.items()}
             self.text_keys = {(d, q): (self.dbids[d], q) for d, q in self.top_keys & top}
         if top != self.top_keys:
+            self.texts_part = None
             for k in self.top_keys - top:
                 del self.top[k], self.order[k]
                 self.text_keys.pop(k, None)
@@ -494,13 +502,17 @@ class Collector:
             bucket = top_series[agg] if agg in top_series else other[datname]
             bucket[0] += d_calls
             bucket[1] += seconds
+        # Texts of statements gone from pg_stat_statements are dropped; the set of
+        # entries rarely changes between polls, so that is checked first (in C).
+        if self.texts and (self.previous is None or current.keys() != self.previous.keys()):
+            live = {(dbid, queryid) for _, dbid, queryid in current}
+            kept = {k: v for k, v in self.texts.items() if k in live}
+            if len(kept) != len(self.texts):
+                self.texts, self.texts_part = kept, None
         self.previous = current
         self.previous_reset = stats_reset
         self.previous_dealloc = int(dealloc) if dealloc is not None else None
         self.privilege_hidden_before = hidden["privilege"] > 0
-        if self.texts:
-            live = {(dbid, queryid) for _, dbid, queryid in current}
-            self.texts = {k: v for k, v in self.texts.items() if k in live}
 
     async def _fetch_texts(self, conn: AsyncConnection[Any]) -> None:
         """Fetch text only for newly seen top statements: reading it costs ~20x more.
@@ -525,6 +537,7 @@ class Collector:
         missing |= self.text_ahead - set(self.texts)
         queryids = sorted({q for _, q in missing})
         rows = await fetch_rows(conn, TEXTS_SQL, (queryids,))
+        self.texts_part = None
         for dbid, queryid, query in rows:
             if (int(dbid), int(queryid)) in missing and query is not None:
                 self.texts[(int(dbid), int(queryid))] = clean_query_text(
