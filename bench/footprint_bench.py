@@ -28,7 +28,6 @@ import contextlib
 import datetime as dt
 import os
 import platform
-import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import docsection  # noqa: E402
 
 from devstack.exporter import exporter_argv  # noqa: E402
 from devstack.postgres import PgCluster, free_port, make_primary  # noqa: E402
@@ -182,10 +183,7 @@ def main() -> int:
     text = "\n".join(lines)
     print(text)
     if args.write:
-        doc = DOC.read_text()
-        pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-        doc = pattern.sub(text + "\n", doc) if pattern.search(doc) else doc.rstrip() + "\n\n" + text
-        DOC.write_text(doc)
+        docsection.write_section(SECTION, text)
     return 0
 
 

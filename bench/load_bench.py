@@ -51,6 +51,8 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import docsection  # noqa: E402
+
 from devstack.postgres import PgCluster, make_primary  # noqa: E402
 
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -480,23 +482,6 @@ def section(results: dict[str, Any]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace the ## Load section of docs/benchmarks.md, or append it; keep the rest."""
-    lines = DOC.read_text().splitlines(keepends=True) if DOC.exists() else ["# Benchmarks\n"]
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        if lines and lines[-1].strip():
-            lines.append("\n")
-        lines.append(text)
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        block = text if end == len(lines) else text + "\n"
-        lines[start:end] = [block]
-    DOC.write_text("".join(lines))
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=["scrapers", "targets", "soak"], action="append")
@@ -533,7 +518,7 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1))
     if not args.no_write:
-        write_section(section(results))
+        docsection.write_section(SECTION, section(results))
         print(f"wrote the {SECTION} section of {DOC.relative_to(ROOT)}")
     return 0
 

@@ -43,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import docsection  # noqa: E402
 from fixtures_core import free_port  # noqa: E402
 
 from devstack.mysql import MONITOR_PASSWORD, MysqlServer  # noqa: E402
@@ -285,20 +286,6 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> str:
     )
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the ``## MySQL`` section; every other section is kept as is."""
-    current = DOC.read_text()
-    lines = current.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
-    if start is None:
-        DOC.write_text(current.rstrip("\n") + "\n\n" + text)
-        return
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-    before = "\n".join(lines[:start]).rstrip("\n")
-    after = "\n".join(lines[end:])
-    DOC.write_text(before + "\n\n" + text + ("\n" + after.rstrip("\n") + "\n" if after else ""))
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=100)
@@ -314,7 +301,7 @@ def main() -> int:
     text = report(results, args)
     print(text)
     if not args.no_write:
-        write_section(text)
+        docsection.write_section(SECTION, text)
     return 0
 
 

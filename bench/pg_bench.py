@@ -56,6 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import docsection  # noqa: E402
 import psycopg  # noqa: E402
 from fixtures_core import free_port  # noqa: E402
 from fixtures_pg import PgCluster  # noqa: E402
@@ -70,12 +71,6 @@ COLUMNS_PER_TABLE = 50
 ROWS_PER_TABLE = 100
 WORKLOAD_ROLE = "bench_workload"
 ANCHOR_ROLE = "pgexp_bench"
-DOC_INTRO = """# Benchmarks
-
-Measurements of sparki-exporter beside the exporters users would otherwise run
-(../shared/ANCHORS.md), each in one run against the same server on the same machine.
-Each section says how to rerun it; numbers from different machines are not comparable.
-"""
 
 _POLL_DURATION = re.compile(rb"^sparki_poll_duration_seconds\{[^}]*\} (\S+)$", re.M)
 _POLL_SUCCESS = re.compile(rb"^sparki_last_poll_success_timestamp_seconds\{[^}]*\} (\S+)$", re.M)
@@ -882,23 +877,6 @@ def section(results: dict[str, Any], args: argparse.Namespace) -> str:
     )
 
 
-def write_section(text: str) -> None:
-    """Replace the ## PostgreSQL section of docs/benchmarks.md, or append it; keep the rest."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    current = DOC.read_text() if DOC.exists() else DOC_INTRO
-    lines = current.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
-    if start is None:
-        new = current.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + text.rstrip("\n") + "\n" + ("\n" + tail if tail else "")
-    DOC.write_text(new)
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--statements", type=int, default=3000, help="distinct statements")
@@ -928,7 +906,7 @@ def main() -> int:
         results = json.loads(Path(args.from_json).read_text())
         saved = argparse.Namespace(**results["args"])
         print(table(results))
-        write_section(section(results, saved))
+        docsection.write_section(SECTION, section(results, saved))
         print(f"wrote the {SECTION} section of {DOC.relative_to(ROOT)}")
         return 0
     if not Path(ANCHOR_BIN).exists():
@@ -959,7 +937,7 @@ def main() -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
     if not args.no_write:
-        write_section(section(results, args))
+        docsection.write_section(SECTION, section(results, args))
         print(f"\nwrote the {SECTION} section of {DOC.relative_to(ROOT)}")
     return 0
 

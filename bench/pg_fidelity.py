@@ -48,6 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import docsection  # noqa: E402
 import psycopg  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
@@ -300,16 +301,6 @@ def table(results: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def write_doc(body: str) -> None:
-    text = DOC.read_text()
-    start = text.find(SECTION)
-    if start < 0:
-        DOC.write_text(text.rstrip("\n") + "\n\n" + body)
-        return
-    end = text.find("\n## ", start + len(SECTION))
-    DOC.write_text(text[:start] + body + (text[end + 1 :] if end >= 0 else ""))
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=60.0, help="load duration (default 60)")
@@ -322,7 +313,8 @@ def main() -> int:
     print(rendered)
     print(f"({time.monotonic() - started:.0f} s)")
     if not args.no_write:
-        write_doc(
+        docsection.write_section(
+            SECTION,
             f"{SECTION}\n\n"
             f"`.venv/bin/python bench/pg_fidelity.py` (load {args.seconds:.0f} s, 1 s polls, "
             f"PostgreSQL {args.major or 'Debian'}; 2 shared cores). True quantiles are "
@@ -334,7 +326,7 @@ def main() -> int:
             "interval at its mean, the placement used before. Band by p95: ok < 50 ms, "
             "warning < 100 ms, critical. Goal: band agrees, and p95 within 25 % or in the "
             "true p95's bucket.\n\n"
-            f"{rendered}\n\n{NOTES}"
+            f"{rendered}\n\n{NOTES}",
         )
     return 0
 

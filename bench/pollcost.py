@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import docsection
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "benchmarks.md"
 LIMIT_MS = 20.0
@@ -101,18 +103,5 @@ def verdict(results: dict[str, dict[str, float]], rows: Sequence[str] | None = N
 
 
 def write_section(heading: str, text: str) -> None:
-    """Replace (or append) the ``heading`` section of docs/benchmarks.md, up to the
-    next ``## `` heading; every other section is kept as it is."""
-    current = DOC.read_text()
-    lines = current.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == heading), None)
-    if start is None:
-        new = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        before = "\n".join(lines[:start]).rstrip("\n")
-        after = "\n".join(lines[end:])
-        new = before + "\n\n" + text + ("\n" + after.rstrip("\n") + "\n" if after else "")
-    DOC.write_text(new)
+    """Replace (or append) the ``heading`` section of docs/benchmarks.md."""
+    docsection.write_section(heading, text, DOC)

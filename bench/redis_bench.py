@@ -46,16 +46,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import docsection  # noqa: E402
 from fixtures_core import free_port  # noqa: E402
 from fixtures_redis import RedisServer  # noqa: E402
 
 ANCHOR_BIN = "/usr/bin/prometheus-redis-exporter"
 DOC = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Redis"
-DOC_INTRO = (
-    "# Benchmarks\n\nMeasurements of sparki-exporter beside the exporters users would "
-    "otherwise run, each in one run against the same server on the same machine.\n"
-)
 SLOW_SCRIPT = (
     "local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
     "while true do local n = redis.call('TIME') "
@@ -518,23 +515,6 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace (or append) the ``## Redis`` section; every other section is kept as is."""
-    current = DOC.read_text() if DOC.exists() else DOC_INTRO
-    lines = current.splitlines()
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
-    if start is None:
-        new = current.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        before = "\n".join(lines[:start]).rstrip("\n")
-        after = "\n".join(lines[end:])
-        new = before + "\n\n" + text + ("\n" + after.rstrip("\n") + "\n" if after else "")
-    DOC.write_text(new)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=300, help="plain scrape rounds (gzip: half)")
@@ -559,7 +539,7 @@ def main() -> int:
     text = report(results, args)
     print(text)
     if not args.no_write:
-        write_section(text)
+        docsection.write_section(SECTION, text)
         print(f"wrote the {SECTION} section of {DOC.relative_to(ROOT)}")
     return 0
 

@@ -36,6 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+import docsection  # noqa: E402
+
 from devstack.redis import RedisServer, async_connection, node_context  # noqa: E402
 from exporter.adapters.redis import streams, ttl  # noqa: E402
 
@@ -298,17 +300,6 @@ def report(
     return "\n".join(lines)
 
 
-def write(section: str) -> None:
-    text = DOC.read_text()
-    start = text.find(SECTION + "\n")
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    DOC.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=1_000_000)
@@ -320,7 +311,7 @@ def main() -> None:
     args.start_load = os.getloadavg()[0]
     section = asyncio.run(run(args))
     if not args.no_write:
-        write(section)
+        docsection.write_section(SECTION, section)
     print(section)
 
 
