@@ -189,10 +189,9 @@ class Collector:
         self.previous: dict[tuple[int, int, int], Entry] | None = None
         self.previous_reset: Any = None
         self.previous_dealloc: int | None = None
-        self.top: dict[tuple[str, int], list[float]] = {}  # (datname, queryid) -> [calls, s]
-        # The top N as exported: datname, the queryid as text and the counters above.
-        self.order: dict[tuple[str, int], tuple[str, str, list[float]]] = {}
-        self.top_keys: set[tuple[str, int]] = set()
+        # (datname, queryid) -> (datname, the queryid as text, [calls, seconds]) for the
+        # top N, in the order they are exported
+        self.top: dict[tuple[str, int], tuple[str, str, list[float]]] = {}
         self.datnames: dict[int, str] = {}  # dbid -> datname, as of the last poll
         self.dbids: dict[str, int] = {}
         self.other: dict[str, list[float]] = {}
@@ -219,7 +218,7 @@ class Collector:
         texts: tuple[tuple[str, str, str], ...] = ()
         if available:
             statements += [
-                StatementSeries(d, qs, int(v[0]), v[1]) for d, qs, v in self.order.values()
+                StatementSeries(d, qs, int(v[0]), v[1]) for d, qs, v in self.top.values()
             ]
             statements += [
                 StatementSeries(d, "other", int(v[0]), v[1]) for d, v in sorted(self.other.items())
@@ -227,7 +226,7 @@ class Collector:
             if self.texts_part is None:
                 text_keys, known = self.text_keys, self.texts
                 found = []
-                for agg, (d, qs, _) in self.order.items():
+                for agg, (d, qs, _) in self.top.items():
                     key = text_keys.get(agg)
                     if key is not None and key in known:
                         found.append((d, qs, known[key]))
@@ -425,18 +424,15 @@ class Collector:
             self.texts_part = None
             self.datnames = datnames
             self.dbids = {name: dbid for dbid, name in datnames.items()}
-            self.text_keys = {(d, q): (self.dbids[d], q) for d, q in self.top_keys & top}
-        if top != self.top_keys:
+            self.text_keys = {(d, q): (self.dbids[d], q) for d, q in self.top.keys() & top}
+        if top != self.top.keys():
             self.texts_part = None
-            for k in self.top_keys - top:
-                del self.top[k], self.order[k]
+            for k in self.top.keys() - top:
+                del self.top[k]
                 self.text_keys.pop(k, None)
-            for k in top - self.top_keys:
-                counters: list[float] = [0, 0.0]
-                self.top[k] = counters
-                self.order[k] = (k[0], str(k[1]), counters)
+            for k in top - self.top.keys():
+                self.top[k] = (k[0], str(k[1]), [0, 0.0])
                 self.text_keys[k] = (self.dbids[k[0]], k[1])
-            self.top_keys = top
         self.text_ahead = {(self.dbids[d], q) for d, q in ahead}
         for datname in set(datnames.values()):
             self.histograms.setdefault(datname, HistogramState(self.config.statement_buckets))
@@ -499,7 +495,8 @@ class Collector:
                 if not histograms[datname].add_counts(counts, seconds):
                     continue
             agg = (datname, key[2])
-            bucket = top_series[agg] if agg in top_series else other[datname]
+            exported = top_series.get(agg)
+            bucket = exported[2] if exported is not None else other[datname]
             bucket[0] += d_calls
             bucket[1] += seconds
         # Texts of statements gone from pg_stat_statements are dropped; the set of
