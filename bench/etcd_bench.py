@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import docsection  # noqa: E402
 import pollcost  # noqa: E402
 from fixtures_etcd import EtcdCluster, EtcdMember  # noqa: E402
 
@@ -101,8 +102,8 @@ def main() -> int:
     text = section(results, args.rounds)
     print(text)
     if not args.no_write:
-        pollcost.write_section(SECTION, text)
-        print(f"wrote the {SECTION} section of {pollcost.DOC.relative_to(ROOT)}")
+        docsection.write_section(SECTION, text)
+        print(f"wrote the {SECTION} section of {docsection.DOC.relative_to(ROOT)}")
     return 0
 
 

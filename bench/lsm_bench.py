@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import docsection  # noqa: E402
 import pollcost  # noqa: E402
 
 from devstack.badger import BadgerHost  # noqa: E402
@@ -146,8 +147,8 @@ def main() -> int:
     text = section(results, args.rounds, tuple(gated))
     print(text)
     if not args.no_write:
-        pollcost.write_section(SECTION, text)
-        print(f"wrote the {SECTION} section of {pollcost.DOC.relative_to(ROOT)}")
+        docsection.write_section(SECTION, text)
+        print(f"wrote the {SECTION} section of {docsection.DOC.relative_to(ROOT)}")
     return 0
 
 

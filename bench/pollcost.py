@@ -2,10 +2,10 @@
 
 Each of them polls one target in-process, back to back, and reports the poll's wall
 time, the exporter's CPU time per poll and the time to render the snapshot, against the
-same aim (issue 14: a poll under 20 ms per target). The measuring loop, the table and
-the writing of its own section of docs/benchmarks.md are the same for all of them, so
-they live here once; each benchmark keeps what is its own: the servers it starts and
-the words that say what was measured.
+same aim (issue 14: a poll under 20 ms per target). The measuring loop and the table
+are the same for all of them, so they live here once (each writes its section of
+docs/benchmarks.md through docsection.py, as every benchmark does); each benchmark
+keeps what is its own: the servers it starts and the words that say what was measured.
 """
 
 from __future__ import annotations
@@ -18,10 +18,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import docsection
-
-ROOT = Path(__file__).resolve().parent.parent
-DOC = ROOT / "docs" / "benchmarks.md"
 LIMIT_MS = 20.0
 TABLE_HEAD = (
     "| {what} | poll p50 | poll p95 | poll max | exporter CPU / poll | render / poll |",
@@ -100,8 +96,3 @@ def verdict(results: dict[str, dict[str, float]], rows: Sequence[str] | None = N
     """'met (worst p95 X ms)' or 'NOT met (...)' over ``rows`` (default: every row)."""
     worst = max(results[name]["p95"] for name in (rows or list(results)))
     return f"{'met' if worst < LIMIT_MS else 'NOT met'} (worst p95 {worst:.2f} ms)"
-
-
-def write_section(heading: str, text: str) -> None:
-    """Replace (or append) the ``heading`` section of docs/benchmarks.md."""
-    docsection.write_section(heading, text, DOC)
