@@ -107,15 +107,16 @@ async def test_every_statement_a_collector_runs_is_listed_and_valid_here(
             if "waitstart" in sql and version < 140000:
                 continue
             await conn.execute(("EXPLAIN " + sql).encode())
-        # What collect() really sends is among them (vacuum's top-N literal aside).
+        # What collect() really sends is among them (vacuum's top-N literal aside),
+        # whether through conn.execute or a cursor of its own.
         seen: list[str] = []
-        real = conn.execute
 
-        async def spy(query: Any, *args: Any, **kw: Any) -> Any:
-            seen.append(query.decode() if isinstance(query, bytes) else str(query))
-            return await real(query, *args, **kw)
+        class Spy(psycopg.AsyncCursor[Any]):
+            async def execute(self, query: Any, *args: Any, **kw: Any) -> Any:
+                seen.append(query.decode() if isinstance(query, bytes) else str(query))
+                return await super().execute(query, *args, **kw)
 
-        conn.execute = spy  # type: ignore[method-assign]
+        conn.cursor_factory = Spy
         await mod.Collector(SimpleNamespace()).collect(conn, version)
     assert seen and set(seen) <= set(own), set(seen) - set(own)
 

@@ -9,14 +9,12 @@ alert still sees every connection.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from psycopg import AsyncConnection
 
 from ...metrics import GaugeMetricFamily, Metric
+from .batch import QueryCollector, Rows
 from .config import PostgresConfig
-from .queries import one
 
 CONNECTION_STATES = (
     "active",
@@ -47,12 +45,15 @@ class Part:
     connections: tuple[tuple[str, int], ...]  # state -> client backends
 
 
-class Collector:
+class Collector(QueryCollector):
     def __init__(self, config: PostgresConfig) -> None:
         self.config = config
 
-    async def collect(self, conn: AsyncConnection[Any], version: int) -> Part:
-        max_connections, counts = await one(conn, CONNECTIONS_SQL)
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
+        return (CONNECTIONS_SQL,)
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
+        max_connections, counts = results[0][0]
         states = dict.fromkeys(CONNECTION_STATES, 0)
         for state, count in (counts or {}).items():
             states[str(state)] = int(count)

@@ -28,12 +28,12 @@ so a dashboard can tell "no old transaction" from "cannot see".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from ...metrics import GaugeMetricFamily, Metric
+from .batch import QueryCollector, Rows
 
 # A hidden row (another role's session, without pg_read_all_stats) has a NULL
 # backend_type; one with a database and a role is a client session (or its parallel
@@ -59,13 +59,15 @@ class Part:
     hidden_backends: int
 
 
-class Collector:
+class Collector(QueryCollector):
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    async def collect(self, conn: psycopg.AsyncConnection[Any], version: int) -> Part:
-        cur = await conn.execute(AGES_SQL.encode())
-        row = await cur.fetchone()
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
+        return (AGES_SQL,)
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
+        row = results[0][0] if results[0] else None
         if row is None:  # an aggregate always returns a row; be safe anyway
             return Part(0.0, 0.0, 0)
         return Part(max(0.0, float(row[0])), max(0.0, float(row[1])), int(row[2]))

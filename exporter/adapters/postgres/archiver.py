@@ -15,12 +15,12 @@ nothing), so an alert can ignore servers that do not archive. Readable by every 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from ...metrics import CounterMetricFamily, GaugeMetricFamily, Metric
+from .batch import QueryCollector, Rows
 
 ARCHIVER_SQL = (
     "SELECT archived_count::float8, failed_count::float8,"
@@ -48,15 +48,17 @@ def _age(value: Any) -> float | None:
     return max(0.0, float(value))
 
 
-class Collector:
+class Collector(QueryCollector):
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    async def collect(self, conn: psycopg.AsyncConnection[Any], version: int) -> Part:
-        cur = await conn.execute(ARCHIVER_SQL.encode())
-        row = await cur.fetchone()
-        if row is None:
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
+        return (ARCHIVER_SQL,)
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
+        if not results[0]:
             raise RuntimeError("pg_stat_archiver returned no row")
+        row = results[0][0]
         return Part(float(row[0]), float(row[1]), _age(row[2]), _age(row[3]), bool(row[4]))
 
 

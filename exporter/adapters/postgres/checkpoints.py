@@ -14,12 +14,12 @@ are simply not exported. All of these views are readable by every role.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from ...metrics import CounterMetricFamily, Metric
+from .batch import QueryCollector, Rows
 
 BGWRITER_SQL = (
     "SELECT checkpoints_timed::float8, checkpoints_req::float8, buffers_checkpoint::float8,"
@@ -59,22 +59,22 @@ class Part:
     wal: Wal | None  # None before PostgreSQL 14
 
 
-class Collector:
+class Collector(QueryCollector):
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    async def collect(self, conn: psycopg.AsyncConnection[Any], version: int) -> Part:
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
         sql = CHECKPOINTER_SQL if version >= 170000 else BGWRITER_SQL
-        cur = await conn.execute(sql.encode())
-        row = await cur.fetchone()
-        if row is None:
+        return (sql, WAL_SQL) if version >= 140000 else (sql,)
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
+        if not results[0]:
             raise RuntimeError("the checkpointer statistics view returned no row")
+        row = results[0][0]
         wal = None
-        if version >= 140000:
-            cur = await conn.execute(WAL_SQL.encode())
-            w = await cur.fetchone()
-            if w is not None:
-                wal = Wal(float(w[0]), float(w[1]), float(w[2]))
+        if len(results) > 1 and results[1]:
+            w = results[1][0]
+            wal = Wal(float(w[0]), float(w[1]), float(w[2]))
         timed, requested, written, write_s, sync_s, clean = (float(v) for v in row)
         return Part(timed, requested, written, write_s, sync_s, clean, wal)
 

@@ -9,14 +9,12 @@ standby queries cancelled by replay).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from psycopg import AsyncConnection
 
 from ...metrics import CounterMetricFamily, Metric
+from .batch import QueryCollector, Rows
 from .config import PostgresConfig
-from .queries import rows
 
 DATABASES_SQL = (
     "SELECT datname, xact_commit, xact_rollback, blks_hit, blks_read, "
@@ -43,15 +41,15 @@ class DatabaseStats:
 Part = tuple[DatabaseStats, ...]
 
 
-class Collector:
+class Collector(QueryCollector):
     def __init__(self, config: PostgresConfig) -> None:
         self.config = config
 
-    async def collect(self, conn: AsyncConnection[Any], version: int) -> Part:
-        return tuple(
-            DatabaseStats(str(r[0]), *(int(v or 0) for v in r[1:]))
-            for r in await rows(conn, DATABASES_SQL)
-        )
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
+        return (DATABASES_SQL,)
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
+        return tuple(DatabaseStats(str(r[0]), *(int(v or 0) for v in r[1:])) for r in results[0])
 
 
 def families(part: Part, target: str) -> list[Metric]:

@@ -11,12 +11,12 @@ partial rights still gets the sizes it may read.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from ...metrics import GaugeMetricFamily, Metric
+from .batch import QueryCollector, Rows
 
 SIZES_SQL = (
     "SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT')"
@@ -33,13 +33,15 @@ class Part:
     unreadable: int  # databases skipped for lack of privilege
 
 
-class Collector:
+class Collector(QueryCollector):
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    async def collect(self, conn: psycopg.AsyncConnection[Any], version: int) -> Part:
-        cur = await conn.execute(SIZES_SQL.encode())
-        rows = await cur.fetchall()
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
+        return (SIZES_SQL,)
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
+        rows = results[0]
         sizes = tuple((str(r[0]), float(r[1])) for r in rows if r[1] is not None)
         return Part(sizes, sum(1 for r in rows if r[1] is None))
 

@@ -13,12 +13,12 @@ has waited (``pg_locks.waitstart``, PostgreSQL 14+; 0 when none waits).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from ...metrics import GaugeMetricFamily, Metric
+from .batch import QueryCollector, Rows
 
 # The lock modes of PostgreSQL's lock manager (table-level modes plus SIReadLock of
 # serializable transactions): a fixed set, so the `mode` label is bounded.
@@ -63,19 +63,19 @@ class Part:
     wait_max_seconds: float
 
 
-class Collector:
+class Collector(QueryCollector):
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    async def collect(self, conn: psycopg.AsyncConnection[Any], version: int) -> Part:
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
+        return (LOCKS_SQL, WAITING_SQL if version >= 140000 else WAITING_SQL_13)
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
         counts = {(m, s): 0 for m in MODES for s in ("granted", "waiting")}
-        cur = await conn.execute(LOCKS_SQL.encode())
-        for mode, granted, count in await cur.fetchall():
+        for mode, granted, count in results[0]:
             key = (str(mode) if mode in MODES else "other", "granted" if granted else "waiting")
             counts[key] = counts.get(key, 0) + int(count)
-        sql = WAITING_SQL if version >= 140000 else WAITING_SQL_13
-        cur = await conn.execute(sql.encode())
-        row = await cur.fetchone()
+        row = results[1][0] if results[1] else None
         waiting, longest = (int(row[0]), float(row[1])) if row else (0, 0.0)
         return Part(tuple((m, s, n) for (m, s), n in counts.items()), waiting, longest)
 

@@ -21,14 +21,12 @@ standby on a primary from ``pg_stat_replication``, ``replica="self"`` on a stand
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from psycopg import AsyncConnection
 
 from ...metrics import GaugeMetricFamily, Metric
+from .batch import QueryCollector, Rows
 from .config import PostgresConfig
-from .queries import in_recovery
 
 PRIMARY_LAG_SQL = (
     "SELECT coalesce(nullif(application_name, ''), client_addr::text, pid::text), "
@@ -110,35 +108,36 @@ class ReplicationWatch:
         self.expected_standbys = expected_standbys
         self.last_receipt: float | None = None
 
-    async def poll(self, conn: AsyncConnection[Any], in_recovery: bool) -> ReplicationHealth:
+    @staticmethod
+    def queries(in_recovery: bool) -> tuple[str, ...]:
+        # On a standby the replay time is read every poll, though only a receiver that
+        # is not streaming needs it: it costs less than a round trip of its own.
+        return (RECEIVER_SQL, REPLAY_TIME_SQL) if in_recovery else (SLOTS_SQL, STANDBYS_SQL)
+
+    def parse(self, results: Sequence[Rows], in_recovery: bool) -> ReplicationHealth:
+        """The health, from the rows of ``queries(in_recovery)``, in order."""
         if in_recovery:
-            return await self._standby(conn)
+            return self._standby(results[0], results[1])
         slots = tuple(
             Slot(str(name), str(kind), bool(active), max(0.0, float(retained)), str(status))
-            for name, kind, active, retained, status in await _rows(conn, SLOTS_SQL)
+            for name, kind, active, retained, status in results[0]
         )
-        standbys = int((await _rows(conn, STANDBYS_SQL))[0][0])
+        standbys = int(results[1][0][0])
         return ReplicationHealth(None, None, slots, standbys, self.expected_standbys)
 
-    async def _standby(self, conn: AsyncConnection[Any]) -> ReplicationHealth:
-        rows = await _rows(conn, RECEIVER_SQL)
-        if rows and rows[0][0] == "streaming":
-            receipt, now = rows[0][1], rows[0][2]
+    def _standby(self, receiver: Rows, replay_time: Rows) -> ReplicationHealth:
+        if receiver and receiver[0][0] == "streaming":
+            receipt, now = receiver[0][1], receiver[0][2]
             self.last_receipt = float(receipt if receipt is not None else now)
             return ReplicationHealth(True, None, None, None, None)
-        if rows and rows[0][1] is not None:
-            self.last_receipt = float(rows[0][1])
+        if receiver and receiver[0][1] is not None:
+            self.last_receipt = float(receiver[0][1])
         reference = self.last_receipt
-        replay, now = (await _rows(conn, REPLAY_TIME_SQL))[0]
+        replay, now = replay_time[0]
         if reference is None and replay is not None:
             reference = float(replay)
         down = 0.0 if reference is None else max(0.0, float(now) - reference)
         return ReplicationHealth(False, down, None, None, None)
-
-
-async def _rows(conn: AsyncConnection[Any], sql: str) -> list[tuple[Any, ...]]:
-    cur = await conn.execute(sql.encode())
-    return [tuple(r) for r in await cur.fetchall()]
 
 
 def standby_lag_seconds(health: ReplicationHealth | None, lag_seconds: float) -> float:
@@ -210,29 +209,31 @@ class Part:
     health: ReplicationHealth
 
 
-class Collector:
+class Collector(QueryCollector):
     """Per target: the replay lag and the replication health, read every poll."""
 
     def __init__(self, config: PostgresConfig) -> None:
         self.config = config
         self.watch = ReplicationWatch(config.expected_standbys)
 
-    async def collect(self, conn: AsyncConnection[Any], version: int) -> Part:
-        standby = await in_recovery(conn)
-        lag = await self._lag(conn, standby)
-        health = await self.watch.poll(conn, standby)
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
+        lag = STANDBY_LAG_SQL if standby else PRIMARY_LAG_SQL
+        return (lag, *self.watch.queries(standby))
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
+        lag = self._lag(results[0], standby)
+        health = self.watch.parse(results[1:], standby)
         lag = tuple((r, standby_lag_seconds(health, s), b) for r, s, b in lag)
         return Part(lag, health)
 
-    async def _lag(
-        self, conn: AsyncConnection[Any], in_recovery: bool
-    ) -> tuple[tuple[str, float, float], ...]:
+    @staticmethod
+    def _lag(rows: Rows, in_recovery: bool) -> tuple[tuple[str, float, float], ...]:
         if in_recovery:
-            lag_bytes, lag_seconds = (await _rows(conn, STANDBY_LAG_SQL))[0]
+            lag_bytes, lag_seconds = rows[0]
             return (("self", float(lag_seconds), float(lag_bytes)),)
         out: list[tuple[str, float, float]] = []
         seen: dict[str, int] = {}
-        for name, lag_bytes, lag_seconds in await _rows(conn, PRIMARY_LAG_SQL):
+        for name, lag_bytes, lag_seconds in rows:
             if lag_bytes is None:  # replay_lsn hidden: the role lacks pg_read_all_stats
                 continue
             replica = str(name)

@@ -18,12 +18,12 @@ running, as ``sparki_postgres_autovacuum_max_workers``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from ...metrics import GaugeMetricFamily, Metric
+from .batch import QueryCollector, Rows
 
 # setting -> (metric suffix, help)
 SETTINGS: dict[str, tuple[str, str]] = {
@@ -110,14 +110,16 @@ class Part:
     values: tuple[tuple[str, float], ...]  # (setting name, value in base units)
 
 
-class Collector:
+class Collector(QueryCollector):
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    async def collect(self, conn: psycopg.AsyncConnection[Any], version: int) -> Part:
-        cur = await conn.execute(SETTINGS_SQL.encode())
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
+        return (SETTINGS_SQL,)
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
         values = []
-        for name, setting, unit, vartype in await cur.fetchall():
+        for name, setting, unit, vartype in results[0]:
             values.append((str(name), base_value(str(setting), unit, str(vartype))))
         return Part(tuple(values))
 

@@ -6,8 +6,9 @@ the exporter can neither pile up connections nor queue behind locks.
 
 Each poll runs the probe (the liveness check: its failure fails the poll), then the
 enabled collectors (one module each in this package, named as in
-``catalog.COLLECTORS``) one after another on that connection, under the poll deadline
-the core enforces. A collector's own query error (a missing privilege, a view an old
+``catalog.COLLECTORS``) on that connection, under the poll deadline the core enforces:
+those that run fixed queries together in one pipelined round trip (batch.py), then the
+others one after another. A collector's own query error (a missing privilege, a view an old
 server lacks, its statement cancelled by ``statement_timeout`` or ``lock_timeout``)
 degrades that collector alone; a lost connection fails the poll, since every other
 collector would fail the same way.
@@ -30,6 +31,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ... import collector
 from ...collector import CollectorErrors, CollectorRun
 from ...config import GlobalConfig
+from ...errtext import without_addresses
 from ...metrics import (
     GaugeMetricFamily,
     HistogramSnapshot,
@@ -37,7 +39,8 @@ from ...metrics import (
     Metric,
     histogram_family,
 )
-from . import own
+from . import batch, own
+from .batch import QueryCollector, run_batch
 from .catalog import COLLECTORS
 from .config import PG_MAX_TIMEOUT_MS, PostgresConfig, from_env
 from .queries import RECOVERY_SQL, in_recovery
@@ -107,6 +110,9 @@ class PostgresTarget:
             if hasattr(c, "own"):
                 c.own = self.own  # the statements collector leaves these out
         self.errors = CollectorErrors("postgres", config.name)
+        # Batchable collectors whose query failed in the batch: they run alone until
+        # they succeed, so a missing privilege does not abort the batch every poll.
+        self.alone: set[str] = set()
 
     # -- connection ---------------------------------------------------------------------
 
@@ -165,24 +171,77 @@ class PostgresTarget:
         self.probe.observe(time.perf_counter() - start)
         # Both known to libpq on 14+ (server_version_num at start-up, in_hot_standby
         # reported): no round trip for them.
-        version = conn.info.server_version
+        version = int(conn.info.server_version)
         standby = await in_recovery(conn)
 
         def fatal(exc: BaseException) -> bool:
             # The connection is gone (or unusable): every collector would fail alike.
             return conn.closed or conn.broken or isinstance(exc, psycopg.InterfaceError)
 
-        steps = [(name, _step(c, conn, int(version))) for name, c in self.collectors.items()]
-        parts, runs = await collector.run(steps, fatal, describe)
-        self.errors.report(runs)
+        parts, runs = await self._run_batch(conn, version, standby, fatal)
+        steps = [
+            (name, _step(c, conn, version))
+            for name, c in self.collectors.items()
+            if name not in parts and name not in runs
+        ]
+        alone_parts, alone_runs = await collector.run(steps, fatal, describe)
+        parts.update(alone_parts)
+        for run_ in alone_runs:
+            runs[run_.name] = run_
+            if run_.ok:
+                self.alone.discard(run_.name)  # back into the batch next poll
+        ordered = tuple(runs[name] for name in self.collectors if name in runs)
+        self.errors.report(ordered)
         return PostgresSnapshot(
             target=self.config.name,
-            version=int(version),
+            version=version,
             in_recovery=standby,
             probe=self.probe.snapshot(),
             parts=tuple((name, parts[name]) for name in self.collectors if name in parts),
-            runs=runs,
+            runs=ordered,
         )
+
+    async def _run_batch(
+        self,
+        conn: AsyncConnection[Any],
+        version: int,
+        standby: bool,
+        fatal: collector.Fatal,
+    ) -> tuple[dict[str, Any], dict[str, CollectorRun]]:
+        """The batchable collectors' queries in one round trip (batch.py says how a
+        failure stays with its collector); what is left is run alone by the caller."""
+        batched = [
+            (name, c)
+            for name, c in self.collectors.items()
+            if isinstance(c, QueryCollector) and name not in self.alone
+        ]
+        parts: dict[str, Any] = {}
+        runs: dict[str, CollectorRun] = {}
+        if len(batched) < 2 or not batch.PIPELINE:
+            return parts, runs
+        start = time.perf_counter()
+        outcome = await run_batch(conn, [(n, c.queries(version, standby)) for n, c in batched])
+        # Collectors that shared the round trip each report it whole, plus their parsing.
+        shared = time.perf_counter() - start
+        if outcome.error is not None and fatal(outcome.error):
+            raise outcome.error
+        for name, c in batched:
+            if name == outcome.failed and outcome.error is not None:
+                text = without_addresses(describe(outcome.error))[:300]
+                runs[name] = CollectorRun(name, False, shared, text)
+                self.alone.add(name)  # alone until it succeeds: it must not abort the rest
+            elif name in outcome.done:
+                begin = time.perf_counter()
+                try:
+                    parts[name] = c.parse(outcome.done[name], version, standby)
+                except Exception as exc:  # an odd reply fails this collector only
+                    text = without_addresses(describe(exc))[:300]
+                    runs[name] = CollectorRun(
+                        name, False, shared + time.perf_counter() - begin, text
+                    )
+                else:
+                    runs[name] = CollectorRun(name, True, shared + time.perf_counter() - begin)
+        return parts, runs
 
 
 def _step(c: Any, conn: AsyncConnection[Any], version: int) -> Any:

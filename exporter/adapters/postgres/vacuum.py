@@ -24,12 +24,12 @@ backend_type of every session in pg_stat_activity: no privilege needed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from ...metrics import GaugeMetricFamily, Metric
+from .batch import QueryCollector, Rows
 
 DEFAULT_TOP_N = 10
 
@@ -82,20 +82,21 @@ def _seconds(value: Any) -> float | None:
     return max(0.0, float(value))
 
 
-class Collector:
+class Collector(QueryCollector):
     def __init__(self, config: Any) -> None:
         top_n = int(getattr(config, "vacuum_top_n", DEFAULT_TOP_N))
         self.sql = TABLES_TEMPLATE.format(top_n=max(0, top_n))
 
-    async def collect(self, conn: psycopg.AsyncConnection[Any], version: int) -> Part:
-        cur = await conn.execute(self.sql.encode())
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
+        return (self.sql, WORKERS_SQL)
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
         tables = tuple(
             Table(str(r[0]), str(r[1]), float(r[2]), float(r[3]), _seconds(r[4]), _seconds(r[5]))
-            for r in await cur.fetchall()
+            for r in results[0]
             if int(r[6]) > 0  # the "other" row when no table is left over
         )
-        cur = await conn.execute(WORKERS_SQL.encode())
-        row = await cur.fetchone()
+        row = results[1][0] if results[1] else None
         workers, max_workers, datname = row if row else (0, 0, "")
         return Part(str(datname), tables, int(workers), int(max_workers))
 

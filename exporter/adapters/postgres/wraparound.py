@@ -17,12 +17,12 @@ counts, templates included: template0 ages too and autovacuum must freeze it as 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from ...metrics import GaugeMetricFamily, Metric
+from .batch import QueryCollector, Rows
 
 # The distance PostgreSQL's 32-bit XID (and multixact ID) comparison can span.
 WRAPAROUND_LIMIT = 2**31
@@ -39,14 +39,15 @@ class Part:
     ages: tuple[tuple[str, float, float], ...]  # (datname, xid age, mxid age)
 
 
-class Collector:
+class Collector(QueryCollector):
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    async def collect(self, conn: psycopg.AsyncConnection[Any], version: int) -> Part:
-        cur = await conn.execute(AGES_SQL.encode())
-        rows = await cur.fetchall()
-        return Part(tuple((str(r[0]), float(r[1]), float(r[2])) for r in rows))
+    def queries(self, version: int, standby: bool) -> tuple[str, ...]:
+        return (AGES_SQL,)
+
+    def parse(self, results: Sequence[Rows], version: int, standby: bool) -> Part:
+        return Part(tuple((str(r[0]), float(r[1]), float(r[2])) for r in results[0]))
 
 
 def families(part: Part, target: str) -> list[Metric]:
