@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from exporter import cli
+from exporter.shard import HA_LABEL
 from exporter.shard import parse as parse_shard
 from exporter.web import make_app
 
@@ -179,18 +180,23 @@ def test_sharded_fleet_of_ha_pairs() -> None:
     relabelings = monitor["spec"]["endpoints"][0]["relabelings"]
     for ordinal in range(6):
         pod = f"{sts['metadata']['name']}-{ordinal}"
-        labels = {"__meta_kubernetes_pod_name": pod}
-        for rule in relabelings:  # Prometheus' replace action, anchored regex
+        # The Prometheus Operator sets `pod` before the endpoint's own relabelings.
+        labels = {"__meta_kubernetes_pod_name": pod, "pod": pod}
+        for rule in relabelings:  # Prometheus' replace (anchored regex) and labeldrop
+            if rule.get("action") == "labeldrop":
+                labels = {k: v for k, v in labels.items() if not re.fullmatch(rule["regex"], k)}
+                continue
             value = ";".join(labels.get(s, "") for s in rule["sourceLabels"])
             match = re.fullmatch(rule["regex"], value)
             if match:
                 labels[rule["targetLabel"]] = match.expand(
-                    rule.get("replacement", "$1").replace("$1", r"\1")
+                    rule.get("replacement", r"\1").replace("$1", r"\1")
                 )
         shard = parse_shard("auto", 3, hostname=pod)
         assert shard is not None
         assert labels["instance"] == f"demo-sparki-exporter-shard-{shard.index}"
-        assert labels["replica"] == str(shard.replica)
+        assert labels[HA_LABEL] == str(shard.replica)
+        assert "pod" not in labels and "replica" not in labels, labels
     (pdb,) = kinds["PodDisruptionBudget"]
     assert pdb["spec"]["maxUnavailable"] == 1
 

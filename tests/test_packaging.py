@@ -406,6 +406,7 @@ def test_healthcheck_subcommand(pg_primary: PgCluster, tmp_path: Path, secure: b
 def test_fleet_pods_get_the_shard_their_labels_claim() -> None:
     """The StatefulSet's flags, its replica count and the ServiceMonitor's relabelling
     agree with the exporter's own reading of the pod name (--shard.index=auto)."""
+    from exporter.shard import HA_LABEL
     from exporter.shard import parse as parse_shard
 
     fleet = K8S / "fleet"
@@ -429,8 +430,12 @@ def test_fleet_pods_get_the_shard_their_labels_claim() -> None:
     relabelings = monitor["spec"]["endpoints"][0]["relabelings"]
     for ordinal in range(sts["spec"]["replicas"]):
         pod = f"{sts['metadata']['name']}-{ordinal}"
-        labels = {"__meta_kubernetes_pod_name": pod}
-        for rule in relabelings:  # Prometheus' replace action, anchored regex
+        # The Prometheus Operator sets `pod` before the endpoint's own relabelings.
+        labels = {"__meta_kubernetes_pod_name": pod, "pod": pod}
+        for rule in relabelings:  # Prometheus' replace (anchored regex) and labeldrop
+            if rule.get("action") == "labeldrop":
+                labels = {k: v for k, v in labels.items() if not re.fullmatch(rule["regex"], k)}
+                continue
             value = ";".join(labels.get(s, "") for s in rule["sourceLabels"])
             match = re.fullmatch(rule["regex"], value)
             if match:
@@ -440,5 +445,8 @@ def test_fleet_pods_get_the_shard_their_labels_claim() -> None:
         shard = parse_shard("auto", count, hostname=pod)
         assert shard is not None
         assert labels["instance"] == f"sparki-shard-{shard.index}", (pod, labels)
-        assert labels["replica"] == str(shard.replica), (pod, labels)
+        # The copies of a shard differ in sparki_replica alone; `replica` stays free for
+        # the PostgreSQL and Redis series that carry it (the standby's name).
+        assert labels[HA_LABEL] == str(shard.replica), (pod, labels)
+        assert "pod" not in labels and "replica" not in labels, (pod, labels)
     assert docs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1

@@ -124,7 +124,7 @@ def test_shards_split_the_targets_and_their_union_is_the_whole(fleet: dict[str, 
                     assert owner("redis", s.labels["target"], SHARDS) == i
             if fam.name == "sparki_exporter_shard_info":
                 (info,) = fam.samples
-                assert info.labels == {"shard": str(i), "shard_count": "3", "replica": "0"}
+                assert info.labels == {"shard": str(i), "shard_count": "3", "shard_replica": "0"}
     # every target by exactly one shard, and every shard has a fair share
     assert len(polled) == TARGETS and set(polled.values()) == {1}
     for i in range(SHARDS):
