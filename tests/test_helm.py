@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sizing import assert_sized_from_the_measured_rss
 
 from exporter import cli
 from exporter.shard import HA_LABEL
@@ -93,22 +94,11 @@ def test_defaults_are_one_locked_down_exporter() -> None:
     )
 
 
-def _mib(quantity: str) -> float:
-    number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
-    return int(number) * (1024 if unit == "Gi" else 1)
-
-
 def test_memory_is_sized_from_the_measured_rss() -> None:
-    """The request covers the RSS docs/benchmarks.md measured for 100 mixed targets
-    in one process (the targets table of the Load section), the limit twice that."""
-    bench = (ROOT / "docs" / "benchmarks.md").read_text()
-    row = re.search(r"^\| 100 / 100 \|.*\| ([\d.]+) MB \|[^|]*\|$", bench, re.M)
-    assert row, "the 100-target row of docs/benchmarks.md moved: update this test"
-    measured_mib = float(row.group(1)) / 1.048576
-    resources = container(render())["resources"]
-    request = _mib(resources["requests"]["memory"])
-    assert request >= measured_mib, (request, measured_mib)
-    assert _mib(resources["limits"]["memory"]) >= 2 * request
+    """As the plain manifests are (tests/sizing.py), in both modes."""
+    assert_sized_from_the_measured_rss(container(render())["resources"])
+    sharded = render({"sharding": {"enabled": True}})
+    assert_sized_from_the_measured_rss(container(sharded)["resources"])
 
 
 def test_secrets_from_values_or_an_existing_secret_are_only_referenced() -> None:

@@ -22,6 +22,7 @@ import trustme
 import yaml
 from fixtures_core import free_port
 from fixtures_pg import PgCluster
+from sizing import assert_sized_from_the_measured_rss
 
 from exporter import cli
 from exporter.config import validate
@@ -297,6 +298,15 @@ def test_pod_runs_as_the_images_non_root_user_locked_down() -> None:
 
 
 SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.I)
+
+
+@pytest.mark.parametrize("path", ["deployment.yaml", "fleet/statefulset.yaml"])
+def test_memory_is_sized_from_the_measured_rss(path: str) -> None:
+    """As the Helm chart is: a fleet pod polls about as many targets as one exporter
+    does before it is worth sharding (the 100 measured)."""
+    workload = yaml.safe_load((K8S / path).read_text())
+    (c,) = workload["spec"]["template"]["spec"]["containers"]
+    assert_sized_from_the_measured_rss(c["resources"])
 
 
 def test_secrets_are_only_referenced() -> None:
