@@ -464,13 +464,17 @@ def friendly(err: Mapping[str, Any]) -> str:
         "greater_than_equal": "must be at least {ge}",
         "less_than": "must be less than {lt}",
         "less_than_equal": "must be at most {le}",
-        "string_too_short": "must be at least {min_length} characters long",
-        "string_too_long": "must be at most {max_length} characters long",
-        "too_short": "must have at least {min_length} items",
-        "too_long": "must have at most {max_length} items",
+        "string_too_short": "must be at least {min_length} {min_length_characters} long",
+        "string_too_long": "must be at most {max_length} {max_length_characters} long",
+        "too_short": "must have at least {min_length} {min_length_items}",
+        "too_long": "must have at most {max_length} {max_length_items}",
     }
     if kind in bounds:
         shown = {k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
+        for key in ("min_length", "max_length"):  # "at least 1 item", "at least 2 items"
+            one = ctx.get(key) == 1
+            shown[f"{key}_items"] = "item" if one else "items"
+            shown[f"{key}_characters"] = "character" if one else "characters"
         try:
             return bounds[kind].format(**shown)
         except (KeyError, IndexError):
