@@ -706,7 +706,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> RootConfig:
     Each adapter reads its own variables (PG_HOST, REDIS_HOST, MINIO_ENDPOINT, ...);
     ``SPARKI_POLL_INTERVAL`` and ``SPARKI_POLL_TIMEOUT`` set the schedule.
     """
-    from .adapters import discover
+    from .adapters import discover, env_variables
 
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
@@ -724,8 +724,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> RootConfig:
                 (
                     "",
                     "no config file given and no target in the environment: pass --config FILE "
-                    "or set PG_HOST, MYSQL_HOST, REDIS_HOST, REDIS_CLUSTER_NODES, MINIO_ENDPOINT, "
-                    "S3_BUCKET, MEMCACHED_SERVERS or ETCD_ENDPOINTS",
+                    f"or set one of {', '.join(v for vs in env_variables().values() for v in vs)}",
                 )
             ]
         )

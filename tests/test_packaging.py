@@ -187,6 +187,20 @@ def test_healthcheck_imports_only_the_standard_library() -> None:
     assert result.stdout.strip() == "1 []", result.stdout + result.stderr
 
 
+def test_package_and_image_descriptions_name_every_adapter() -> None:
+    from exporter.adapters import servers
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    label = next(
+        m.group(1)
+        for _, args in dockerfile()
+        if (m := re.search(r'org\.opencontainers\.image\.description="([^"]*)"', args))
+    )
+    for text in (project["description"], label):
+        for name, what in servers().items():
+            assert what.split(" (")[0] in text, (name, text)
+
+
 def test_final_stage_runs_as_a_non_root_user() -> None:
     final = stages()[-1]
     users = [args for ins, args in final if ins == "USER"]
