@@ -39,7 +39,7 @@ RUN /opt/sparki/bin/pip install --no-deps . \
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="sparki-exporter" \
-      org.opencontainers.image.description="Prometheus exporter for PostgreSQL, Redis/Valkey and S3/MinIO" \
+      org.opencontainers.image.description="Prometheus exporter for PostgreSQL, MySQL/MariaDB, Redis/Valkey, Memcached, S3/MinIO, etcd, NATS and embedded LSM stores" \
       org.opencontainers.image.licenses="Apache-2.0"
 RUN groupadd --system --gid 10001 sparki \
     && useradd --system --uid 10001 --gid 10001 --no-create-home \

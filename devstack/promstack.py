@@ -78,7 +78,12 @@ def shorten_for(rules_text: str, seconds: int) -> str:
 
 
 class Prometheus:
-    """Prometheus scraping the given targets with the given rule files."""
+    """Prometheus scraping the given targets with the given rule files.
+
+    ``scrape_configs`` replaces the one job of ``targets`` (for relabelling as a
+    ServiceMonitor does); ``external_labels`` and ``alert_relabel_configs`` are the
+    settings of an HA pair of Prometheus servers and of an exporter fleet's alerts.
+    """
 
     def __init__(
         self,
@@ -90,6 +95,9 @@ class Prometheus:
         evaluation_interval: str = "2s",
         for_seconds: int | None = None,
         port: int | None = None,
+        scrape_configs: list[dict[str, Any]] | None = None,
+        external_labels: dict[str, str] | None = None,
+        alert_relabel_configs: list[dict[str, Any]] | None = None,
     ) -> None:
         self.base = base / "prometheus"
         self.base.mkdir(parents=True)
@@ -111,12 +119,17 @@ class Prometheus:
                 "scrape_timeout": scrape_interval,
             },
             "rule_files": copies,
-            "scrape_configs": [{"job_name": "sparki", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": scrape_configs
+            or [{"job_name": "sparki", "static_configs": [{"targets": targets}]}],
         }
+        if external_labels:
+            config["global"]["external_labels"] = external_labels
         if alertmanager:
             config["alerting"] = {
                 "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
             }
+            if alert_relabel_configs:
+                config["alerting"]["alert_relabel_configs"] = alert_relabel_configs
         (self.base / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
         self.process = Process(
             [

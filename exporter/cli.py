@@ -16,6 +16,7 @@ import logging
 import signal
 import ssl
 import sys
+import textwrap
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -50,13 +51,24 @@ def _collectors_help() -> str:
     return "\n".join(lines)
 
 
+def _listing(items: list[str]) -> str:
+    """The items as an English list: a, b and c."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else "".join(items)
+
+
 def _serve_parser() -> argparse.ArgumentParser:
+    from .adapters import env_variables, servers
     from .connlimits import ServerLimits  # standard library only
 
+    env = [var for variables in env_variables().values() for var in variables]
     p = argparse.ArgumentParser(
         prog="sparki-exporter",
-        description="Prometheus exporter for PostgreSQL, Redis/Valkey and S3/MinIO. "
-        "Subcommands: check-config FILE, healthcheck, generate.",
+        # Wrapped here: the raw formatter (which keeps the epilog's table) does not.
+        description=textwrap.fill(
+            f"Prometheus exporter for {_listing(list(servers().values()))}. "
+            "Subcommands: check-config FILE, healthcheck, generate.",
+            width=80,
+        ),
         epilog=_collectors_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -65,7 +77,8 @@ def _serve_parser() -> argparse.ArgumentParser:
         "--config.file",
         dest="config",
         metavar="FILE",
-        help="YAML config; without it, targets come from PG_*, REDIS_*, MINIO_*, S3_* variables",
+        help="YAML config; without it, targets come from the environment: "
+        f"{_listing(env)} (each with its adapter's other variables, see the README)",
     )
     p.add_argument(
         "--web.listen-address",

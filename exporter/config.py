@@ -464,13 +464,17 @@ def friendly(err: Mapping[str, Any]) -> str:
         "greater_than_equal": "must be at least {ge}",
         "less_than": "must be less than {lt}",
         "less_than_equal": "must be at most {le}",
-        "string_too_short": "must be at least {min_length} characters long",
-        "string_too_long": "must be at most {max_length} characters long",
-        "too_short": "must have at least {min_length} items",
-        "too_long": "must have at most {max_length} items",
+        "string_too_short": "must be at least {min_length} {min_length_characters} long",
+        "string_too_long": "must be at most {max_length} {max_length_characters} long",
+        "too_short": "must have at least {min_length} {min_length_items}",
+        "too_long": "must have at most {max_length} {max_length_items}",
     }
     if kind in bounds:
         shown = {k: f"{v:g}" if isinstance(v, float) else v for k, v in ctx.items()}
+        for key in ("min_length", "max_length"):  # "at least 1 item", "at least 2 items"
+            one = ctx.get(key) == 1
+            shown[f"{key}_items"] = "item" if one else "items"
+            shown[f"{key}_characters"] = "character" if one else "characters"
         try:
             return bounds[kind].format(**shown)
         except (KeyError, IndexError):
@@ -702,7 +706,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> RootConfig:
     Each adapter reads its own variables (PG_HOST, REDIS_HOST, MINIO_ENDPOINT, ...);
     ``SPARKI_POLL_INTERVAL`` and ``SPARKI_POLL_TIMEOUT`` set the schedule.
     """
-    from .adapters import discover
+    from .adapters import discover, env_variables
 
     env = os.environ if env is None else env
     data: dict[str, Any] = {}
@@ -720,8 +724,7 @@ def from_environment(env: Mapping[str, str] | None = None) -> RootConfig:
                 (
                     "",
                     "no config file given and no target in the environment: pass --config FILE "
-                    "or set PG_HOST, MYSQL_HOST, REDIS_HOST, REDIS_CLUSTER_NODES, MINIO_ENDPOINT, "
-                    "S3_BUCKET, MEMCACHED_SERVERS or ETCD_ENDPOINTS",
+                    f"or set one of {', '.join(v for vs in env_variables().values() for v in vs)}",
                 )
             ]
         )

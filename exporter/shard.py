@@ -9,8 +9,16 @@ moves only about 1/(N+1) of the targets.
 
 The shard index comes from ``--shard.index`` or, with ``--shard.index=auto``, from the
 StatefulSet ordinal at the end of the host name (``sparki-exporter-4``): index is the
-ordinal modulo the shard count, and the ordinal divided by the count is the replica, so
-a StatefulSet of 2 x count pods runs every shard twice (an HA pair per shard).
+ordinal modulo the shard count, and the ordinal divided by the count is the copy within
+the shard, so a StatefulSet of 2 x count pods runs every shard twice (an HA pair per
+shard).
+
+The two copies of a shard export the same series. Prometheus tells them apart by the
+target label :data:`HA_LABEL` (set by the ServiceMonitor), never ``replica``: that one
+is a contract label of the PostgreSQL and Redis replication families (the standby's
+name), and a target label of the same name would push it aside to ``exported_replica``.
+The same reason keeps the copy in ``sparki_exporter_shard_info`` under its own name,
+``shard_replica``.
 """
 
 from __future__ import annotations
@@ -24,6 +32,12 @@ from .metrics import GaugeMetricFamily, Metric
 
 _MASK = 0xFFFFFFFFFFFFFFFF
 _ORDINAL = re.compile(r"-(\d+)$")
+
+# The target label that tells the two copies of an HA pair apart (0 or 1). Prometheus
+# drops it from alerts (alert_relabel_configs), so the pair's alerts are identical and
+# Alertmanager sends one notification; Thanos Querier deduplicates queries on it
+# (--query.replica-label), other stores' queries aggregate it away.
+HA_LABEL = "sparki_replica"
 
 
 def jump_hash(key: int, buckets: int) -> int:
@@ -44,7 +58,9 @@ def owner(adapter: str, name: str, count: int) -> int:
 
 @dataclass(frozen=True)
 class Shard:
-    """This process's shard: ``index`` of ``count``, and its ``replica`` within the shard."""
+    """This process's shard: ``index`` of ``count``, and its copy (``replica``) within the
+    shard: the StatefulSet ordinal divided by ``count`` with ``--shard.index=auto``, else 0
+    (the process cannot know which copy it is)."""
 
     index: int
     count: int
@@ -56,9 +72,10 @@ class Shard:
     def families(self) -> list[Metric]:
         info = GaugeMetricFamily(
             "sparki_exporter_shard_info",
-            "Always 1; this replica's shard, the shard count and its replica within the shard "
-            "(replicas of one shard poll the same targets: deduplicate on replica)",
-            labels=["shard", "shard_count", "replica"],
+            "Always 1; this process's shard, the shard count and its copy within the shard "
+            "(from the StatefulSet ordinal with --shard.index=auto, else 0); the copies of "
+            "a shard poll the same targets",
+            labels=["shard", "shard_count", "shard_replica"],
         )
         info.add_metric([str(self.index), str(self.count), str(self.replica)], 1.0)
         return [info]

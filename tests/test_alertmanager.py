@@ -8,8 +8,10 @@ webhook deliveries land on a local HTTP server.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import textwrap
 import threading
 import time
 import urllib.request
@@ -22,9 +24,15 @@ import pytest
 import yaml
 from fixtures_core import free_port, wait_until
 
+from devstack.promstack import Alertmanager, Prometheus, Webhook
+from exporter.adapters.postgres import replication as pg_replication
+from exporter.adapters.postgres.replication import ReplicationHealth
+from exporter.exposition import TEXT_CONTENT_TYPE
 from exporter.generate import alertmanager as generate_alertmanager
 from exporter.generate import catalog
 from exporter.generate.thresholds import load
+from exporter.metrics import merge_exposition, render_families
+from exporter.shard import HA_LABEL, Shard
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
@@ -110,6 +118,8 @@ def test_grouping_and_inhibition() -> None:
     cfg = config()
     route = cfg["route"]
     assert set(route["group_by"]) == {"alertname"} | IDENTITY | SIGNAL_LABELS
+    # The copies of an exporter HA pair (and Prometheus servers) are never told apart.
+    assert not {HA_LABEL, "pod", "prometheus_replica"} & set(route["group_by"])
     by_matcher = {r["matchers"][0]: r["receiver"] for r in route["routes"]}
     assert by_matcher == {
         'alertname="SparkiWatchdog"': "heartbeat",
@@ -389,3 +399,169 @@ def test_real_alertmanager_never_inhibits_or_groups_across_adapters_replicas_or_
             for a in body["alerts"]
         }
         assert len(keys) == 1, (path, body["groupLabels"])
+
+
+# --- an HA pair of exporters, scraped by an HA pair of Prometheus servers ------------------
+
+FLEET_MONITOR = ROOT / "deploy" / "kubernetes" / "fleet" / "servicemonitor.yaml"
+OPERATIONS = ROOT / "docs" / "operations.md"
+RULES = ROOT / "rules" / "sparki-alerts.rules.yml"
+
+
+def documented_alert_relabel_configs() -> list[dict[str, Any]]:
+    """The `alert_relabel_configs` docs/operations.md tells a fleet's Prometheus to use."""
+    blocks = re.findall(r"```yaml\n(.*?)```", OPERATIONS.read_text(), re.S)
+    (block,) = [b for b in blocks if "alert_relabel_configs" in b]
+    rules: list[dict[str, Any]] = yaml.safe_load(textwrap.dedent(block))["alerting"][
+        "alert_relabel_configs"
+    ]
+    return rules
+
+
+def operator_scrape_config(pods: dict[str, str]) -> dict[str, Any]:
+    """What the Prometheus Operator makes of the fleet's ServiceMonitor, for pods (name ->
+    address): `pod` from the discovered pod name, then the endpoint's own relabelings.
+    Kubernetes discovery is replaced by static targets with the meta label it sets."""
+    (endpoint,) = yaml.safe_load(FLEET_MONITOR.read_text())["spec"]["endpoints"]
+    keys = {"sourceLabels": "source_labels", "targetLabel": "target_label"}
+    relabel = [{"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"}]
+    relabel += [{keys.get(k, k): v for k, v in rule.items()} for rule in endpoint["relabelings"]]
+    return {
+        "job_name": "sparki",
+        "static_configs": [
+            {"targets": [address], "labels": {"__meta_kubernetes_pod_name": pod}}
+            for pod, address in pods.items()
+        ],
+        "relabel_configs": relabel,
+    }
+
+
+class FleetCopy(ThreadingHTTPServer):
+    """One copy of shard 1 of 3: what its /metrics says of a lagging PostgreSQL primary,
+    rendered by the exporter's own code (the replication families and shard info)."""
+
+    def __init__(self, copy: int) -> None:
+        health = ReplicationHealth(None, None, (), 2, None)
+        lag = (("standby-a", 400.0, 1e6), ("standby-b", 900.0, 2e6))  # both critical
+        families = pg_replication.families(pg_replication.Part(lag, health), "pg")
+        families += Shard(1, 3, copy).families()
+        body = merge_exposition([render_families(families)], openmetrics=False)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", TEXT_CONTENT_TYPE)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.mark.slow
+def test_an_ha_pair_pages_once_and_keeps_the_standby_in_replica(tmp_path: Path) -> None:
+    """Pods sparki-exporter-1 and -4 (shard 1, copies 0 and 1) export the same lagging
+    standbys; two Prometheus servers (an HA pair, as the Operator runs them) scrape both
+    through the fleet's ServiceMonitor relabelling and send alerts through the
+    documented alert relabelling to the shipped Alertmanager: each standby pages once,
+    naming the standby, although four senders report it."""
+    copies = {f"sparki-exporter-{o}": FleetCopy(copy) for o, copy in ((1, 0), (4, 1))}
+    webhook = Webhook()
+    am = Alertmanager(tmp_path, CONFIG, webhook.url, group_wait="1s", group_interval="2s")
+    relabel = documented_alert_relabel_configs()
+    proms = []
+    try:
+        for i in range(2):
+            proms.append(
+                Prometheus(
+                    tmp_path / f"prometheus-{i}",
+                    [],
+                    [RULES],
+                    alertmanager=am.address,
+                    scrape_interval="1s",
+                    evaluation_interval="1s",
+                    for_seconds=1,
+                    scrape_configs=[
+                        operator_scrape_config({p: c.address for p, c in copies.items()})
+                    ],
+                    external_labels={"prometheus_replica": f"prometheus-{i}"},
+                    # The Operator drops its replica external label from alerts itself.
+                    alert_relabel_configs=[
+                        {"action": "labeldrop", "regex": "prometheus_replica"},
+                        *relabel,
+                    ],
+                )
+            )
+
+        # The series: the copies differ in sparki_replica alone, and the standby's name
+        # stays in `replica` (no exported_replica), in shard info as in PostgreSQL's.
+        def lag_series() -> list[dict[str, str]]:
+            return [s["metric"] for s in proms[0].query("sparki_postgres_replication_lag_seconds")]
+
+        wait_until(lambda: len(lag_series()) == 4, 30, 0.2, what="both copies scraped")
+        assert sorted((s["replica"], s[HA_LABEL]) for s in lag_series()) == [
+            ("standby-a", "0"),
+            ("standby-a", "1"),
+            ("standby-b", "0"),
+            ("standby-b", "1"),
+        ]
+        info = [s["metric"] for s in proms[0].query("sparki_exporter_shard_info")]
+        assert sorted((s["shard_replica"], s[HA_LABEL]) for s in info) == [("0", "0"), ("1", "1")]
+        for series in lag_series() + info:
+            assert series["instance"] == "sparki-shard-1", series
+            assert "pod" not in series, series
+            assert not [k for k in series if k.startswith("exported_")], series
+
+        # The alerts: one page per standby, one alert in it.
+        def pages() -> list[dict[str, Any]]:
+            return [
+                payload
+                for receiver, payload, _ in list(webhook.received)
+                if receiver == "pager"
+                and payload["groupLabels"].get("alertname") == "SparkiPostgresReplicationLagHigh"
+            ]
+
+        wait_until(lambda: len(pages()) >= 2, 60, 0.2, what="both standbys paged")
+        # Prometheus re-sends every second: a second alert of the pair, or a new
+        # notification for it, would be here within a few group intervals (2 s).
+        time.sleep(6)
+        assert len(pages()) == 2, [p["alerts"] for p in pages()]
+        paged = {}
+        for page in pages():
+            (alert,) = page["alerts"]
+            labels = alert["labels"]
+            paged[labels["replica"]] = labels
+            assert HA_LABEL not in labels and "prometheus_replica" not in labels, labels
+            assert "pod" not in labels and labels["instance"] == "sparki-shard-1", labels
+            assert labels["severity"] == "critical" and labels["target"] == "pg", labels
+            assert "lags over 5m" in alert["annotations"]["summary"]
+            assert labels["replica"] in alert["annotations"]["summary"]
+        assert set(paged) == {"standby-a", "standby-b"}
+        # Alertmanager holds one alert per standby and severity, not one per sender.
+        with urllib.request.urlopen(f"{am.url}/api/v2/alerts", timeout=5) as resp:
+            held = [
+                a["labels"]
+                for a in json.loads(resp.read())
+                if a["labels"]["alertname"] == "SparkiPostgresReplicationLagHigh"
+            ]
+        assert sorted((a["replica"], a["severity"]) for a in held) == [
+            ("standby-a", "critical"),
+            ("standby-a", "warning"),
+            ("standby-b", "critical"),
+            ("standby-b", "warning"),
+        ]
+    finally:
+        for prom in proms:
+            prom.stop()
+        am.stop()
+        webhook.stop()
+        for server in copies.values():
+            server.shutdown()
+            server.server_close()

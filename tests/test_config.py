@@ -125,6 +125,25 @@ def test_all_problems_are_reported_at_once() -> None:
     assert {"poll_interval", "postgres.0.bogus", "postgres.1.name"} <= paths
 
 
+def test_counts_in_messages_read_correctly_for_one() -> None:
+    """ "at least 1 item", not "1 items"; and plural from 2 on."""
+    with pytest.raises(ConfigError) as err:
+        validate(
+            {
+                "etcd": [
+                    {"name": "a", "endpoints": [], "canary_prefix": ""},
+                    {"name": "b", "endpoints": [f"http://h{i}:2379" for i in range(17)]},
+                ]
+            },
+            {},
+        )
+    assert dict(err.value.problems) == {
+        "etcd.0.endpoints": "must have at least 1 item",
+        "etcd.0.canary_prefix": "must be at least 1 character long",
+        "etcd.1.endpoints": "must have at most 16 items",
+    }
+
+
 def test_values_never_appear_in_errors() -> None:
     with pytest.raises(ConfigError) as err:
         validate({"postgres": [{"name": "a", "password": ["hunter2-secret"]}]}, {})

@@ -113,3 +113,25 @@ def test_an_address_in_use_fails_naming_it(tmp_path: Path, redis_server: RedisSe
     assert result.returncode == 1, result.stderr
     assert f"127.0.0.1:{taken}" in result.stderr and "cannot listen" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_help_names_every_adapter_and_the_variables_that_configure_it() -> None:
+    """--help is built from the adapters shipped (their catalogs), so a new adapter is
+    named there without editing the command line; and each variable it lists does
+    configure a target of its adapter on its own."""
+    from exporter import adapters
+
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    assert set(adapters.servers()) == set(adapters.names())
+    for name, servers in adapters.servers().items():
+        assert f" {servers}" in text, (name, servers)
+    for name, variables in adapters.env_variables().items():
+        spec = adapters.load(name)
+        assert spec.from_env({}) == [], name
+        for var in variables:
+            assert var in text, (name, var)
+            assert spec.from_env({var: "x"}), f"{var} alone configures no {name} target"

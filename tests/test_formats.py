@@ -2,9 +2,9 @@
 
 A strict parser rejects a whole scrape for one bad line, so one family with an
 unescaped HELP text would blank every series of the exporter. The exporter here runs
-as its own process against real PostgreSQL (with a standby), Redis and S3 (with
-CloudWatch), with a down target of each kind, so the scrape holds every family a
-deployment shows; it is read by prometheus_client's OpenMetrics and text parsers and by
+as its own process against a real server of every adapter (PostgreSQL with a standby,
+S3 with CloudWatch), with a down target of each kind, so the scrape holds every family
+a deployment shows; it is read by prometheus_client's OpenMetrics and text parsers and by
 Prometheus' own parser through ``promtool check metrics``.
 """
 
@@ -23,10 +23,10 @@ import pytest
 import yaml
 from fixtures_core import free_port
 from fixtures_pg import PgCluster
-from fixtures_redis import RedisServer
 from fixtures_s3 import MotoServer
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families as text_parse
+from test_adapters import ROWS
 
 from devstack.exporter import exporter_argv
 from exporter.metrics import GaugeMetricFamily, merge_exposition, render_families
@@ -36,6 +36,7 @@ OM = "application/openmetrics-text; version=1.0.0"
 # text format escapes only backslash and newline (Prometheus refuses any other escape).
 OM_HELP = re.compile(r'# HELP [a-zA-Z_:][a-zA-Z0-9_:]* (?:[^"\\\n]|\\[\\n"])*')
 TEXT_HELP = re.compile(r"# HELP [a-zA-Z_:][a-zA-Z0-9_:]* (?:[^\\\n]|\\[\\n])*")
+_EMPTY = GaugeMetricFamily("absent", "")  # a family not in the scrape: no samples
 
 
 def _get(url: str, accept: str | None = None) -> tuple[int, str]:
@@ -62,32 +63,22 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
 @pytest.fixture
 def full_exporter(
     tmp_path: Path,
-    pg_primary: PgCluster,
+    request: pytest.FixtureRequest,
     pg_standby: PgCluster,
-    redis_server: RedisServer,
     s3_server: MotoServer,
 ) -> Iterator[str]:
-    """An exporter process polling one target of every kind (and a dead one of each)."""
-    config = {
-        "poll_interval": "1s",
-        "poll_timeout": "900ms",
-        "postgres": [
-            pg_primary.target("pg"),
-            {"name": "pg-standby", "dsn": pg_standby.dsn(user="sparki_monitor")},
-            {"name": "pg-gone", "dsn": f"postgresql://x@127.0.0.1:{free_port()}/x"},
-        ],
-        "redis": [
-            redis_server.target("redis"),
-            {"name": "redis-gone", "url": f"redis://127.0.0.1:{free_port()}/0"},
-        ],
-        "s3": [
-            s3_server.target(
-                "s3",
-                cloudwatch={"enabled": True, "endpoint_url": s3_server.endpoint_url},
-            ),
-            s3_server.target("s3-gone", endpoint_url=f"http://127.0.0.1:{free_port()}"),
-        ],
-    }
+    """An exporter process polling a live and a dead target of every adapter (the shared
+    per-adapter table of test_adapters.py), plus what only some deployments show: a
+    PostgreSQL standby and S3's CloudWatch families."""
+    config: dict[str, Any] = {"poll_interval": "1s", "poll_timeout": "900ms"}
+    for row in ROWS:
+        live = {**row.healthy(request.getfixturevalue(row.server)), "name": row.adapter}
+        dead = {**row.hung(free_port()), "name": f"{row.adapter}-gone"}
+        config[row.adapter] = [live, dead]
+    config["postgres"].append({"name": "pg-standby", "dsn": pg_standby.dsn(user="sparki_monitor")})
+    config["s3"][0] = s3_server.target(
+        "s3", cloudwatch={"enabled": True, "endpoint_url": s3_server.endpoint_url}
+    )
     cfg = tmp_path / "sparki.yml"
     cfg.write_text(yaml.safe_dump(config))
     port = free_port()
@@ -95,11 +86,7 @@ def full_exporter(
     proc = subprocess.Popen(exporter_argv(cfg, port), stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        up = (
-            'sparki_up{adapter="postgres",target="pg"} 1',
-            'sparki_up{adapter="redis",target="redis"} 1',
-            'sparki_up{adapter="s3",target="s3"} 1',
-        )
+        up = [f'sparki_up{{adapter="{r.adapter}",target="{r.adapter}"}} 1' for r in ROWS]
         try:
             _wait(
                 lambda: all(u in _get(url + "/metrics")[1] for u in up), 60, "every live target up"
@@ -123,7 +110,10 @@ def test_full_scrape_parses_in_both_formats(full_exporter: str, tmp_path: Path) 
     om_families = {f.name: f for f in om_parse(om)}  # raises on the first bad line
     # The same families, with the same samples, whatever the format.
     assert set(text_families) == set(om_families)
-    assert len(om_families) > 50, sorted(om_families)
+    # Every adapter's families are in it: at least those a healthy poll always fills.
+    for row in ROWS:
+        missing = [n for n in row.must_have_samples if not om_families.get(n, _EMPTY).samples]
+        assert not missing, (row.adapter, missing)
     for name, fam in om_families.items():
         assert fam.documentation == text_families[name].documentation, name
         assert fam.type == text_families[name].type, name
@@ -136,8 +126,10 @@ def test_full_scrape_parses_in_both_formats(full_exporter: str, tmp_path: Path) 
         if line.startswith("# HELP "):
             assert TEXT_HELP.fullmatch(line), f"not the text format: {line}"
     # Families whose HELP needs escaping in one format and not the other are in the
-    # scrape: without them this test would prove nothing about escaping.
-    assert any('"' in f.documentation for f in om_families.values())
+    # scrape, from each adapter that has some: without them this test would prove
+    # nothing about escaping.
+    quoted = {name.split("_")[1] for name, f in om_families.items() if '"' in f.documentation}
+    assert {"postgres", "mysql", "redis"} <= quoted, quoted
 
     promtool = shutil.which("promtool")
     assert promtool, "promtool is installed by scripts/setup"

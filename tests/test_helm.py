@@ -17,8 +17,10 @@ from typing import Any
 
 import pytest
 import yaml
+from sizing import assert_sized_from_the_measured_rss
 
 from exporter import cli
+from exporter.shard import HA_LABEL
 from exporter.shard import parse as parse_shard
 from exporter.web import make_app
 
@@ -92,22 +94,11 @@ def test_defaults_are_one_locked_down_exporter() -> None:
     )
 
 
-def _mib(quantity: str) -> float:
-    number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
-    return int(number) * (1024 if unit == "Gi" else 1)
-
-
 def test_memory_is_sized_from_the_measured_rss() -> None:
-    """The request covers the RSS docs/benchmarks.md measured for 100 mixed targets
-    in one process (the targets table of the Load section), the limit twice that."""
-    bench = (ROOT / "docs" / "benchmarks.md").read_text()
-    row = re.search(r"^\| 100 / 100 \|.*\| ([\d.]+) MB \|[^|]*\|$", bench, re.M)
-    assert row, "the 100-target row of docs/benchmarks.md moved: update this test"
-    measured_mib = float(row.group(1)) / 1.048576
-    resources = container(render())["resources"]
-    request = _mib(resources["requests"]["memory"])
-    assert request >= measured_mib, (request, measured_mib)
-    assert _mib(resources["limits"]["memory"]) >= 2 * request
+    """As the plain manifests are (tests/sizing.py), in both modes."""
+    assert_sized_from_the_measured_rss(container(render())["resources"])
+    sharded = render({"sharding": {"enabled": True}})
+    assert_sized_from_the_measured_rss(container(sharded)["resources"])
 
 
 def test_secrets_from_values_or_an_existing_secret_are_only_referenced() -> None:
@@ -179,18 +170,23 @@ def test_sharded_fleet_of_ha_pairs() -> None:
     relabelings = monitor["spec"]["endpoints"][0]["relabelings"]
     for ordinal in range(6):
         pod = f"{sts['metadata']['name']}-{ordinal}"
-        labels = {"__meta_kubernetes_pod_name": pod}
-        for rule in relabelings:  # Prometheus' replace action, anchored regex
+        # The Prometheus Operator sets `pod` before the endpoint's own relabelings.
+        labels = {"__meta_kubernetes_pod_name": pod, "pod": pod}
+        for rule in relabelings:  # Prometheus' replace (anchored regex) and labeldrop
+            if rule.get("action") == "labeldrop":
+                labels = {k: v for k, v in labels.items() if not re.fullmatch(rule["regex"], k)}
+                continue
             value = ";".join(labels.get(s, "") for s in rule["sourceLabels"])
             match = re.fullmatch(rule["regex"], value)
             if match:
                 labels[rule["targetLabel"]] = match.expand(
-                    rule.get("replacement", "$1").replace("$1", r"\1")
+                    rule.get("replacement", r"\1").replace("$1", r"\1")
                 )
         shard = parse_shard("auto", 3, hostname=pod)
         assert shard is not None
         assert labels["instance"] == f"demo-sparki-exporter-shard-{shard.index}"
-        assert labels["replica"] == str(shard.replica)
+        assert labels[HA_LABEL] == str(shard.replica)
+        assert "pod" not in labels and "replica" not in labels, labels
     (pdb,) = kinds["PodDisruptionBudget"]
     assert pdb["spec"]["maxUnavailable"] == 1
 

@@ -22,6 +22,7 @@ import trustme
 import yaml
 from fixtures_core import free_port
 from fixtures_pg import PgCluster
+from sizing import assert_sized_from_the_measured_rss
 
 from exporter import cli
 from exporter.config import validate
@@ -186,6 +187,20 @@ def test_healthcheck_imports_only_the_standard_library() -> None:
     assert result.stdout.strip() == "1 []", result.stdout + result.stderr
 
 
+def test_package_and_image_descriptions_name_every_adapter() -> None:
+    from exporter.adapters import servers
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    label = next(
+        m.group(1)
+        for _, args in dockerfile()
+        if (m := re.search(r'org\.opencontainers\.image\.description="([^"]*)"', args))
+    )
+    for text in (project["description"], label):
+        for name, what in servers().items():
+            assert what.split(" (")[0] in text, (name, text)
+
+
 def test_final_stage_runs_as_a_non_root_user() -> None:
     final = stages()[-1]
     users = [args for ins, args in final if ins == "USER"]
@@ -299,6 +314,15 @@ def test_pod_runs_as_the_images_non_root_user_locked_down() -> None:
 SECRETISH = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.I)
 
 
+@pytest.mark.parametrize("path", ["deployment.yaml", "fleet/statefulset.yaml"])
+def test_memory_is_sized_from_the_measured_rss(path: str) -> None:
+    """As the Helm chart is: a fleet pod polls about as many targets as one exporter
+    does before it is worth sharding (the 100 measured)."""
+    workload = yaml.safe_load((K8S / path).read_text())
+    (c,) = workload["spec"]["template"]["spec"]["containers"]
+    assert_sized_from_the_measured_rss(c["resources"])
+
+
 def test_secrets_are_only_referenced() -> None:
     c = container()
     for env in c.get("env", []):
@@ -406,6 +430,7 @@ def test_healthcheck_subcommand(pg_primary: PgCluster, tmp_path: Path, secure: b
 def test_fleet_pods_get_the_shard_their_labels_claim() -> None:
     """The StatefulSet's flags, its replica count and the ServiceMonitor's relabelling
     agree with the exporter's own reading of the pod name (--shard.index=auto)."""
+    from exporter.shard import HA_LABEL
     from exporter.shard import parse as parse_shard
 
     fleet = K8S / "fleet"
@@ -429,8 +454,12 @@ def test_fleet_pods_get_the_shard_their_labels_claim() -> None:
     relabelings = monitor["spec"]["endpoints"][0]["relabelings"]
     for ordinal in range(sts["spec"]["replicas"]):
         pod = f"{sts['metadata']['name']}-{ordinal}"
-        labels = {"__meta_kubernetes_pod_name": pod}
-        for rule in relabelings:  # Prometheus' replace action, anchored regex
+        # The Prometheus Operator sets `pod` before the endpoint's own relabelings.
+        labels = {"__meta_kubernetes_pod_name": pod, "pod": pod}
+        for rule in relabelings:  # Prometheus' replace (anchored regex) and labeldrop
+            if rule.get("action") == "labeldrop":
+                labels = {k: v for k, v in labels.items() if not re.fullmatch(rule["regex"], k)}
+                continue
             value = ";".join(labels.get(s, "") for s in rule["sourceLabels"])
             match = re.fullmatch(rule["regex"], value)
             if match:
@@ -440,5 +469,8 @@ def test_fleet_pods_get_the_shard_their_labels_claim() -> None:
         shard = parse_shard("auto", count, hostname=pod)
         assert shard is not None
         assert labels["instance"] == f"sparki-shard-{shard.index}", (pod, labels)
-        assert labels["replica"] == str(shard.replica), (pod, labels)
+        # The copies of a shard differ in sparki_replica alone; `replica` stays free for
+        # the PostgreSQL and Redis series that carry it (the standby's name).
+        assert labels[HA_LABEL] == str(shard.replica), (pod, labels)
+        assert "pod" not in labels and "replica" not in labels, (pod, labels)
     assert docs["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1

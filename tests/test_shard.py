@@ -124,7 +124,7 @@ def test_shards_split_the_targets_and_their_union_is_the_whole(fleet: dict[str, 
                     assert owner("redis", s.labels["target"], SHARDS) == i
             if fam.name == "sparki_exporter_shard_info":
                 (info,) = fam.samples
-                assert info.labels == {"shard": str(i), "shard_count": "3", "replica": "0"}
+                assert info.labels == {"shard": str(i), "shard_count": "3", "shard_replica": "0"}
     # every target by exactly one shard, and every shard has a fair share
     assert len(polled) == TARGETS and set(polled.values()) == {1}
     for i in range(SHARDS):
@@ -150,11 +150,22 @@ def test_probe_of_another_shards_target_is_refused_naming_it(fleet: dict[str, st
 
 
 def test_hash_is_stable_and_moves_few_targets_when_growing() -> None:
-    # Fixed values: a replica on another machine or Python must agree.
-    assert [owner("redis", f"t{i}", 3) for i in range(8)] == [
-        owner("redis", f"t{i}", 3) for i in range(8)
+    # Fixed values: a replica on another machine, Python or release must agree, or a
+    # fleet mid-upgrade polls some targets twice and others not at all.
+    assert [owner("redis", f"t{i}", 3) for i in range(8)] == [0, 0, 2, 1, 1, 1, 2, 0]
+    by_5 = [owner("postgres", f"target-{i}", 5) for i in range(12)]
+    assert by_5 == [3, 2, 1, 1, 0, 2, 4, 2, 0, 3, 4, 0]
+    # The published test vectors of Lamping and Veach's jump hash (as other
+    # implementations, e.g. Go's, check theirs).
+    vectors = [
+        (1, 1, 0),
+        (42, 57, 43),
+        (0xDEAD10CC, 1, 0),
+        (0xDEAD10CC, 666, 361),
+        (256, 1024, 520),
     ]
-    assert jump_hash(0, 1) == 0 and all(0 <= jump_hash(k, 7) < 7 for k in range(1000))
+    assert [jump_hash(key, buckets) for key, buckets, _ in vectors] == [b for *_, b in vectors]
+    assert all(0 <= jump_hash(k, 7) < 7 for k in range(1000))
     names = [f"target-{i}" for i in range(3000)]
     moved = sum(owner("postgres", n, 4) != owner("postgres", n, 5) for n in names)
     assert moved < 3000 * 0.3  # about 1/5 move, not most as with a plain modulo

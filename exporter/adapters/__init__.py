@@ -13,6 +13,7 @@ import importlib
 import pkgutil
 from collections.abc import Iterable
 from functools import cache
+from types import ModuleType
 
 from ..adapter import AdapterSpec
 from ..collector import CollectorSpec
@@ -37,13 +38,29 @@ def load(name: str) -> AdapterSpec:
     return spec
 
 
+def catalog(name: str) -> ModuleType:
+    """An adapter's catalog module (imports no driver); KeyError for an unknown name."""
+    if name not in names():
+        raise KeyError(name)
+    return importlib.import_module(f"{__name__}.{name}.catalog")
+
+
 @cache
 def collectors(name: str) -> tuple[CollectorSpec, ...]:
     """An adapter's collectors, from its catalog: no driver is imported."""
-    if name not in names():
-        raise KeyError(name)
-    module = importlib.import_module(f"{__name__}.{name}.catalog")
-    return tuple(getattr(module, "COLLECTORS", ()))
+    return tuple(getattr(catalog(name), "COLLECTORS", ()))
+
+
+def servers() -> dict[str, str]:
+    """What each adapter polls ("Redis/Valkey"), by adapter name: for --help, which so
+    names every adapter shipped without a list to keep in step."""
+    return {name: str(catalog(name).SERVERS) for name in names()}
+
+
+def env_variables() -> dict[str, tuple[str, ...]]:
+    """The variables, any one of which configures an adapter's target without a config
+    file (its spec's from_env), by adapter name."""
+    return {name: tuple(catalog(name).ENV_VARIABLES) for name in names()}
 
 
 def all_collectors() -> dict[str, tuple[CollectorSpec, ...]]:

@@ -46,6 +46,20 @@ HEADER = """\
 # adapter (target names are unique only per adapter), the environment labels
 # (cluster_labels in thresholds.yaml), job and instance (one exporter per environment),
 # target, and the signal's own labels. A label absent on both sides counts as equal.
+# `replica` among them is the signal's (a PostgreSQL standby, a Redis replica).
+#
+# HA pairs page once (docs/operations.md, "Deduplicating an HA pair"):
+#   - an exporter fleet runs every shard twice; the two copies export the same series,
+#     told apart only by the target label `sparki_replica`. Prometheus drops it from
+#     alerts (alert_relabel_configs: labeldrop sparki_replica), so the copies' alerts
+#     carry identical labels and Alertmanager holds them as one alert: one notification,
+#     and one silence or inhibition covers both. `sparki_replica` is never a grouping
+#     label here: without that relabelling the two would be two alerts in one group,
+#     notified again whenever the second copy's arrives after the first notification;
+#   - two Prometheus servers (Prometheus HA) send the same alerts once each drops its own
+#     replica external label from alerts (the Prometheus Operator drops
+#     `prometheus_replica` itself); run Alertmanager as a cluster (--cluster.peer) and
+#     point both at every peer, which then notify once between them.
 #
 # Inhibition, always within one adapter, environment, exporter and target:
 #   - a critical silences the warning of the same alert on the same series;

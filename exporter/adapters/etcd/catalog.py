@@ -13,6 +13,10 @@ from ...catalog_model import Recording, Signal, quantiles
 from ...collector import CollectorSpec
 
 TITLE = "etcd"
+# What the command line's --help names: the servers polled, and the variables any one
+# of which configures a target without a config file (spec.from_env).
+SERVERS = "etcd"
+ENV_VARIABLES = ("ETCD_ENDPOINTS", "ETCDCTL_ENDPOINTS")
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("canary", "put, get and delete of the exporter's own key, timed"),

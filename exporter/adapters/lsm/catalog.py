@@ -13,6 +13,10 @@ from ...catalog_model import Recording, Signal
 from ...collector import CollectorSpec
 
 TITLE = "LSM stores"
+# What the command line's --help names: the servers polled, and the variables any one
+# of which configures a target without a config file (spec.from_env).
+SERVERS = "embedded LSM stores (Badger, LevelDB, Pebble)"
+ENV_VARIABLES = ("LSM_DIRECTORY",)
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec(

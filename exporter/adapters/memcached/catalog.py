@@ -13,6 +13,10 @@ from ...catalog_model import Recording, Signal, quantiles
 from ...collector import CollectorSpec
 
 TITLE = "Memcached"
+# What the command line's --help names: the servers polled, and the variables any one
+# of which configures a target without a config file (spec.from_env).
+SERVERS = "Memcached"
+ENV_VARIABLES = ("MEMCACHED_SERVERS",)
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec(

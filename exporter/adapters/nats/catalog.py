@@ -12,6 +12,10 @@ from ...catalog_model import Recording, Signal, quantiles
 from ...collector import CollectorSpec
 
 TITLE = "NATS"
+# What the command line's --help names: the servers polled, and the variables any one
+# of which configures a target without a config file (spec.from_env).
+SERVERS = "NATS"
+ENV_VARIABLES = ("NATS_URL",)
 
 COLLECTORS: tuple[CollectorSpec, ...] = (
     CollectorSpec("varz", "server connections, slow consumers, traffic and memory (/varz)"),

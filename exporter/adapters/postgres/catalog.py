@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from ...generate.thresholds import SignalThresholds, Thresholds
 
 TITLE = "PostgreSQL"
+# What the command line's --help names: the servers polled, and the variables any one
+# of which configures a target without a config file (spec.from_env).
+SERVERS = "PostgreSQL"
+ENV_VARIABLES = ("PG_HOST",)
 
 # One module per collector (exporter/adapters/postgres/<name>.py), run in this order;
 # names follow postgres_exporter's where one exists.

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from ...generate.thresholds import SignalThresholds, Thresholds
 
 TITLE = "Redis"
+# What the command line's --help names: the servers polled, and the variables any one
+# of which configures a target without a config file (spec.from_env).
+SERVERS = "Redis/Valkey"
+ENV_VARIABLES = ("REDIS_HOST", "REDIS_CLUSTER_NODES")
 
 # Per-node collectors, run in this order on every polled node after PING and INFO;
 # each is exporter/adapters/redis/<name>.py. All read INFO the target already has,

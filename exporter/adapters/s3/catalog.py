@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from ...generate.thresholds import SignalThresholds, Thresholds
 
 TITLE = "S3"
+# What the command line's --help names: the servers polled, and the variables any one
+# of which configures a target without a config file (spec.from_env).
+SERVERS = "S3/MinIO"
+ENV_VARIABLES = ("MINIO_ENDPOINT", "S3_BUCKET")
 
 # In the order a target runs and exports them. Cheap ones are on; the inventory lists
 # the whole bucket (one request per 1,000 objects) and MinIO's metrics need a token.
