@@ -47,7 +47,8 @@ def pg_primary(pg_major: int | None) -> Iterator[PgCluster]:
 def pg_standby(pg_primary: PgCluster) -> Iterator[PgCluster]:
     standby = PgCluster(major=pg_primary.major).init_standby(pg_primary).start()
     streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
-    wait_until(lambda: pg_primary.sql(streaming)[0][0], 30, 0.2, what="standby streaming")
+    # 60 s: a loaded CI machine has been seen to take longer than 30 s.
+    wait_until(lambda: pg_primary.sql(streaming)[0][0], 60, 0.2, what="standby streaming")
     yield standby
     standby.destroy()
 
