@@ -35,6 +35,7 @@ __all__ = [
     "Metric",
     "RenderedFamily",
     "format_value",
+    "mark_static",
     "render_families",
 ]
 
@@ -86,8 +87,21 @@ class RenderedFamily:
     body: bytes
 
 
+_STATIC = "_sparki_static_rendering"
+
+
+def mark_static(family: Metric) -> Metric:
+    """Mark a family its adapter will hand out again unchanged (a cache of its own):
+    it is rendered once, and the bytes reused. It must not be changed afterwards."""
+    setattr(family, _STATIC, None)
+    return family
+
+
 def render_family(family: Metric) -> RenderedFamily:
     """Render one family. Label values are escaped; sample order is kept."""
+    static = hasattr(family, _STATIC)
+    if static and (done := getattr(family, _STATIC)) is not None:
+        return done  # type: ignore[no-any-return]
     help_text = _escape_help(family.documentation)
     text_name = family.name + "_total" if family.type == "counter" else family.name
     text_header = f"# HELP {text_name} {help_text}\n# TYPE {text_name} {family.type}\n"
@@ -107,9 +121,12 @@ def render_family(family: Metric) -> RenderedFamily:
             append(f"{sample.name}{{{labels}}} {fmt(sample.value)}\n")
         else:
             append(f"{sample.name} {fmt(sample.value)}\n")
-    return RenderedFamily(
+    rendered = RenderedFamily(
         family.name, text_header.encode(), om_header.encode(), "".join(lines).encode()
     )
+    if static:
+        setattr(family, _STATIC, rendered)
+    return rendered
 
 
 def render_families(families: Iterable[Metric]) -> tuple[RenderedFamily, ...]:

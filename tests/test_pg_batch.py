@@ -21,8 +21,9 @@ from exporter.adapters.postgres.target import PostgresTarget
 from exporter.config import GlobalConfig
 
 
-def new_target(cluster: PgCluster, name: str = "t") -> PostgresTarget:
-    return PostgresTarget(PostgresConfig.model_validate(cluster.target(name)), GlobalConfig())
+def new_target(cluster: PgCluster, name: str = "t", **extra: object) -> PostgresTarget:
+    config = PostgresConfig.model_validate(cluster.target(name, **extra))
+    return PostgresTarget(config, GlobalConfig())
 
 
 def batchable(target: PostgresTarget) -> list[str]:
@@ -184,5 +185,54 @@ async def test_statements_read_in_one_round_trip_and_fall_back_when_it_fails(
         assert snap.part("statements"), [r for r in snap.runs if not r.ok]
         snap = await target.poll()
         assert snap.part("statements").available and len(pipelined) == 3
+    finally:
+        await target.close()
+
+
+async def test_statement_info_is_rendered_once_until_the_top_n_changes(
+    pg_primary: PgCluster,
+) -> None:
+    """statement_info (thousands of long labels at a high top_n) is rebuilt and
+    re-rendered only when the top N or its texts change, and reads the same either way."""
+    from exporter.adapters.postgres.target import families
+    from exporter.metrics import render_families
+
+    def info(snap: Any) -> Any:
+        return next(f for f in families(snap) if f.name == "sparki_postgres_statement_info")
+
+    def rendered(snap: Any) -> bytes:
+        fam = next(
+            r for r in render_families(families(snap)) if r.name == "sparki_postgres_statement_info"
+        )
+        return fam.body
+
+    target = new_target(pg_primary, "infocache", query_text_refresh="10ms")
+    try:
+        await target.poll()
+        pg_primary.sql("CREATE TABLE IF NOT EXISTS infocache_one (x int)", "app")
+        pg_primary.sql("SELECT * FROM infocache_one", "app")
+        first = await target.poll()
+        again = await target.poll()
+        assert info(first) is info(again)  # same texts: the same family, rendered once
+        body = rendered(again)
+        assert rendered(first) is body or rendered(first) == body
+        assert b"infocache_one" in body
+        # A statement of its own (aliases and constants do not make one: same queryid).
+        pg_primary.sql("CREATE TABLE IF NOT EXISTS infocache_two (x int)", "app")
+        pg_primary.sql("SELECT * FROM infocache_two", "app")
+        changed = None
+        for _ in range(5):
+            changed = await target.poll()
+            if b"infocache_two" in rendered(changed):
+                break
+        assert changed is not None and b"infocache_two" in rendered(changed)
+        assert info(changed) is not info(first)
+        # Rendered from scratch, it reads the same as the cached bytes.
+        fresh = info(changed)
+        from exporter.metrics import GaugeMetricFamily, render_family
+
+        copy = GaugeMetricFamily(fresh.name, fresh.documentation)
+        copy.samples = list(fresh.samples)
+        assert render_family(copy).body == rendered(changed)
     finally:
         await target.close()

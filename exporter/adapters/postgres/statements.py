@@ -34,6 +34,7 @@ from ...metrics import (
     HistogramState,
     Metric,
     histogram_family,
+    mark_static,
 )
 from . import batch
 from .batch import run_batch
@@ -599,6 +600,33 @@ class Collector:
                 )
 
 
+# statement_info changes only when the top N or its texts do, and the collector then
+# builds a new texts tuple: until it does, the family (a few thousand long labels at a
+# high top_n, a third of a poll's rendering) is built and rendered once, not per poll.
+# Keyed by target, checked by identity, bounded (targets come and go with reloads).
+_INFO_CACHE: dict[str, tuple[tuple[tuple[str, str, str], ...], Metric]] = {}
+_INFO_CACHE_MAX = 256
+
+
+def _info_family(texts: tuple[tuple[str, str, str], ...], target: str) -> Metric:
+    hit = _INFO_CACHE.get(target)
+    if hit is not None and hit[0] is texts:
+        return hit[1]
+    info = GaugeMetricFamily(
+        "sparki_postgres_statement_info",
+        "Normalized, truncated text of the top-N statements; always 1",
+        labels=["target", "datname", "queryid", "query"],
+    )
+    for datname, queryid, text in texts:
+        info.add_metric([target, datname, queryid, text], 1)
+    mark_static(info)
+    _INFO_CACHE.pop(target, None)
+    if len(_INFO_CACHE) >= _INFO_CACHE_MAX:
+        _INFO_CACHE.pop(next(iter(_INFO_CACHE)))
+    _INFO_CACHE[target] = (texts, info)
+    return info
+
+
 def families(part: Part, target: str) -> list[Metric]:
     t = target
     out: list[Metric] = [
@@ -622,14 +650,7 @@ def families(part: Part, target: str) -> list[Metric]:
     for s in part.statements:
         calls.add_metric([t, s.datname, s.queryid], s.calls)
         secs.add_metric([t, s.datname, s.queryid], s.seconds)
-    info = GaugeMetricFamily(
-        "sparki_postgres_statement_info",
-        "Normalized, truncated text of the top-N statements; always 1",
-        labels=["target", "datname", "queryid", "query"],
-    )
-    for datname, queryid, text in part.texts:
-        info.add_metric([t, datname, queryid, text], 1)
-    out += [calls, secs, info]
+    out += [calls, secs, _info_family(part.texts, t)]
 
     tracked = GaugeMetricFamily(
         "sparki_postgres_statements_tracked",
