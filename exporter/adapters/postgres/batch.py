@@ -15,6 +15,16 @@ queries were aborted behind it are run again on their own in the same poll, and 
 collector that failed runs on its own (``collect``) in the next polls until it
 succeeds, so a missing privilege does not abort the batch every poll.
 
+Prepared statements matter here: planning these queries on the catalog views costs the
+server more than running them (a batch takes 2 ms prepared, 5 ms planned every time).
+The target's connection prepares every statement on its first run
+(``prepare_threshold=0``). That is also what keeps pipelines safe: psycopg records a
+statement as prepared when it is queued, and checks that record against the result only
+for a statement it sees for the first time; one that reached the threshold after earlier
+unprepared runs, queued behind a failure in a pipeline, stays recorded as prepared although
+the server never prepared it, and fails every later run ("prepared statement does not
+exist"). With a threshold of 0 no statement is ever run unprepared first.
+
 All statements of a batch run in one implicit transaction (the sync ends it), so the
 statistics views they read come from one snapshot: consistent with each other, and
 each view is still read once per poll.
@@ -94,10 +104,7 @@ async def run_batch(
                         cur = conn.cursor(binary=sql in binary)
                         owners.append(name)
                         cursors.append(cur)
-                        # Never prepared here: psycopg may count a statement it
-                        # prepares inside an aborted pipeline as prepared, and every
-                        # later run would fail with "prepared statement does not exist".
-                        await cur.execute(sql.encode(), prepare=False)
+                        await cur.execute(sql.encode())
             except psycopg.Error as exc:
                 # Raised while sending, by an earlier query's result: stop sending.
                 # Caught here so leaving the pipeline is not an error path (psycopg

@@ -124,8 +124,10 @@ class PostgresTarget:
             params["application_name"] = self.config.application_name
         if self.config.password is not None:
             params["password"] = self.config.password.get_secret_value()
+        # prepare_threshold=0: every statement is prepared on its first run (batch.py
+        # says why: cheaper polls, and pipelines that psycopg keeps track of correctly).
         conn = await AsyncConnection.connect(
-            make_conninfo(self.config.dsn, **params), autocommit=True
+            make_conninfo(self.config.dsn, **params), autocommit=True, prepare_threshold=0
         )
         # At least 1 ms (0 would mean no limit), at most the server's maximum (a poll
         # timeout longer than that leaves the statements unlimited in practice anyway).
