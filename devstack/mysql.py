@@ -6,8 +6,9 @@ directory, so tests can restart it, stop it and change its settings freely. Admi
 statements go through the ``mariadb`` command line client over the server's socket as
 root, so the tests need no second driver.
 
-Every server has two extra accounts: ``sparki`` (the monitoring user with the grants
-docs/mysql.md lists, and a password) and ``sparki_bare`` (no privileges at all).
+Every server has three extra accounts: ``sparki`` (the monitoring user with the grants
+docs/mysql.md lists, and a password), ``sparki_bare`` (no privileges at all) and
+``app`` (an application's user: every privilege on the ``app`` schema, nothing else).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
 CLIENT = shutil.which("mariadb") or "/usr/bin/mariadb"
 MONITOR_PASSWORD = "sparki-monitor-pw"
 BARE_PASSWORD = "sparki-bare-pw"
+APP_PASSWORD = "sparki-app-pw"
 MONITOR_GRANTS = (
     "GRANT PROCESS, REPLICA MONITOR, BINLOG MONITOR ON *.* TO 'sparki'@'%'",
     "GRANT SELECT ON performance_schema.* TO 'sparki'@'%'",
@@ -86,6 +88,8 @@ class MysqlServer:
             self.sql(
                 f"CREATE USER 'sparki'@'%' IDENTIFIED BY '{MONITOR_PASSWORD}'",
                 f"CREATE USER 'sparki_bare'@'%' IDENTIFIED BY '{BARE_PASSWORD}'",
+                f"CREATE USER 'app'@'%' IDENTIFIED BY '{APP_PASSWORD}'",
+                "GRANT ALL ON app.* TO 'app'@'%'",
                 *MONITOR_GRANTS,
                 "CREATE DATABASE app",
                 "CREATE TABLE app.t (id INT PRIMARY KEY, v INT) ENGINE=InnoDB",
@@ -117,17 +121,29 @@ class MysqlServer:
         path = self.dir / "error.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
-    def client_args(self) -> list[str]:
-        """The mariadb command line client as root over the socket, batch mode."""
-        return [CLIENT, f"--socket={self.socket}", "-uroot", "--batch", "--skip-column-names"]
+    def client_args(self, user: str = "root") -> list[str]:
+        """The mariadb command line client as ``user`` over the socket, batch mode.
 
-    def sql(self, *statements: str, database: str | None = None) -> str:
-        """Run statements as root over the socket; their output, tab-separated."""
-        cmd = self.client_args()
+        ``app``'s password goes in MYSQL_PWD (see :meth:`client_env`), never on the
+        command line."""
+        return [CLIENT, f"--socket={self.socket}", f"-u{user}", "--batch", "--skip-column-names"]
+
+    @staticmethod
+    def client_env(user: str = "root") -> dict[str, str] | None:
+        """The client's environment: ``app``'s password, or None (inherit) for root."""
+        return None if user == "root" else {**os.environ, "MYSQL_PWD": APP_PASSWORD}
+
+    def sql(self, *statements: str, database: str | None = None, user: str = "root") -> str:
+        """Run statements as root (or ``app``) over the socket; their output, tab-separated."""
+        cmd = self.client_args(user)
         if database:
             cmd.append(f"--database={database}")
         done = subprocess.run(
-            [*cmd, "-e", ";\n".join(statements)], capture_output=True, text=True, timeout=120
+            [*cmd, "-e", ";\n".join(statements)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=self.client_env(user),
         )
         if done.returncode != 0:
             raise RuntimeError(f"mariadb client failed: {done.stderr.strip()}")

@@ -380,3 +380,68 @@ async def test_galera_on_a_plain_server_is_a_capability_at_zero(
     exp2 = await start_exporter(cfg(mysql_server, "default"))
     await exp2.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="default")
     assert await exp2.value("sparki_capability", target="default", capability="galera") is None
+
+
+async def calls(exp: Any, schema: str, target: str = "m") -> dict[str, float]:
+    """sparki_mysql_statement_calls_total of one schema, by digest."""
+    found = await exp.samples("sparki_mysql_statement_calls_total", target=target, schema=schema)
+    return {s.labels["digest"]: s.value for s in found}
+
+
+async def test_top_n_digests_have_their_own_series_and_the_rest_is_other(
+    mysql_private: MysqlServer, start_exporter: Any
+) -> None:
+    # Only what the test runs from here on: the set-up's statements (CREATE TABLE, ...)
+    # could outweigh the small ones below.
+    mysql_private.sql("TRUNCATE TABLE performance_schema.events_statements_summary_by_digest")
+    exp = await start_exporter(cfg(mysql_private, statements_top_n=2))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+    await exp.polls("mysql", "m", 2)
+    # Five digests of an application's user; the two sleeping ones hold nearly all the
+    # time and run first, so they are the top two from the first poll that sees them.
+    mysql_private.sql(
+        *["SELECT SLEEP(0.08) FROM t WHERE id = 1"] * 3,
+        *["SELECT SLEEP(0.04), v FROM t WHERE id = 2"] * 2,
+        *["SELECT v FROM t WHERE id = 1"] * 4,
+        *["UPDATE t SET v = v + 1 WHERE id = 2"] * 3,
+        *["SELECT COUNT(*) FROM t"] * 2,
+        database="app",
+        user="app",
+    )
+    await exp.polls("mysql", "m", 2)
+    infos = await exp.samples("sparki_mysql_statement_info", target="m", schema="app")
+    texts = {s.labels["query"]: s.labels["digest"] for s in infos}
+    assert len(texts) == 2 and all("SLEEP" in t for t in texts), texts
+    # SELECT SLEEP(?), `v` ... is the 2-call digest, SELECT SLEEP(?) FROM ... the 3-call one.
+    by_calls = {(2 if "`v`" in text else 3): digest for text, digest in texts.items()}
+    assert await calls(exp, "app") == {by_calls[3]: 3, by_calls[2]: 2, "other": 4 + 3 + 2}
+    assert await exp.value(f"{HIST}_count", target="m", schema="app") == 14
+
+
+async def test_a_full_digest_table_counts_the_overflow_row_under_other(
+    start_exporter: Any,
+) -> None:
+    # Five rows: the server's own set-up fills them before the exporter starts, so every
+    # later statement, the exporter's included, goes to the overflow row (NULL digest and
+    # NULL schema) and counts in Performance_schema_digest_lost.
+    server = MysqlServer(extra=("--performance-schema-digests-size=5",))
+    try:
+        await asyncio.to_thread(server.start)
+        exp = await start_exporter(cfg(server))
+        await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+        await exp.polls("mysql", "m", 2)
+        lost = "sparki_mysql_statement_digests_lost_total"
+        before = (await calls(exp, "(none)"))["other"], await exp.value(lost, target="m")
+        assert before[1] is not None and before[1] > 0
+        statements = [f"SELECT v{'+1' * i} FROM t WHERE id = 1" for i in range(6)]  # noqa: S608 - constants
+        server.sql(*statements, database="app", user="app")
+        await exp.polls("mysql", "m", 2)
+        after = await calls(exp, "(none)"), await exp.value(lost, target="m")
+        # Every statement the server could not give a row of its own is counted once,
+        # under digest="other" of schema "(none)" (the overflow row has no schema).
+        assert after[1] is not None and after[1] - before[1] >= len(statements)
+        assert after[0]["other"] - before[0] == after[1] - before[1]
+        assert await calls(exp, "app") == {}
+        assert await exp.value("sparki_mysql_statement_digests", target="m") == 5
+    finally:
+        await asyncio.to_thread(server.destroy)
