@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_rules import GALERA_ONLY
 
 from devstack.mysql import GALERA, GaleraNode
+from exporter.generate import promql
 
 pytestmark = pytest.mark.skipif(
     not Path(GALERA).exists() or shutil.which("mariadbd") is None, reason="galera-4 not installed"
@@ -54,6 +56,8 @@ async def test_a_node_sees_its_cluster_grow_and_lose_quorum(start_exporter: Any)
             "connected": 1,
             "local_state": 4,
         }
+        # What the Galera alerts and panels read (left out of the plain real scrapes).
+        assert GALERA_ONLY <= promql.exposition_names(await exp.scrape())
 
         await asyncio.to_thread(second.start)
         await exp.wait_value("sparki_mysql_galera_cluster_size", 2, timeout=30, target="a")
