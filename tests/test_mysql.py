@@ -9,11 +9,13 @@ or a privilege is missing; replication threads reported; recovery after a restar
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 from typing import Any
 
 import pytest
-from fixtures_core import wait_until
+from fixtures_core import process_sockets, wait_until
 from fixtures_mysql import MysqlServer
 
 from exporter import config as config_mod
@@ -445,3 +447,50 @@ async def test_a_full_digest_table_counts_the_overflow_row_under_other(
         assert await exp.value("sparki_mysql_statement_digests", target="m") == 5
     finally:
         await asyncio.to_thread(server.destroy)
+
+
+def server_sessions(server: MysqlServer) -> int:
+    """The monitoring user's sessions as the server counts them (PROCESSLIST)."""
+    out = server.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'sparki'")
+    return int(out.strip())
+
+
+async def test_faults_never_leave_more_than_one_connection(
+    mysql_private: MysqlServer, start_exporter: Any
+) -> None:
+    exp = await start_exporter(cfg(mysql_private))
+    await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+    state = exp.runner("mysql", "m").state
+    port = mysql_private.port
+
+    async def one_connection(what: str) -> None:
+        await exp.wait_value("sparki_up", 1, timeout=30, adapter="mysql", target="m")
+        await exp.polls("mysql", "m", 1)
+        # The server closes abandoned connections when it sees them gone: wait for that.
+        await asyncio.to_thread(
+            wait_until, lambda: server_sessions(mysql_private) == 1, 15, what=what
+        )
+        assert process_sockets(port) == 1, what
+
+    await one_connection("at start")
+    assert mysql_private.proc is not None
+    # A frozen server: connections are accepted by the kernel and nothing answers.
+    os.kill(mysql_private.proc.pid, signal.SIGSTOP)
+    try:
+        await exp.polls("mysql", "m", 3)
+        assert state.last_reason == Reason.TIMEOUT, state.last_error
+        assert process_sockets(port) <= 1
+    finally:
+        os.kill(mysql_private.proc.pid, signal.SIGCONT)
+    await one_connection("after a hang")
+
+    # The exporter's session killed on the server (a DBA, wait_timeout).
+    session = mysql_private.sql(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'sparki'"
+    ).strip()
+    mysql_private.sql(f"KILL CONNECTION {int(session)}")
+    await exp.wait_value("sparki_up", 0, timeout=15, adapter="mysql", target="m")
+    await one_connection("after its session was killed")
+
+    await asyncio.to_thread(mysql_private.restart)
+    await one_connection("after a restart")
