@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 Direction = Literal["above", "below"]
-Unit = Literal["seconds", "ratio", "per_second", "intervals", "bool", "bytes"]
+Unit = Literal["seconds", "ratio", "per_second", "intervals", "bool", "bytes", "count"]
 QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
 
 # Placeholder for the exporter's scrape job, filled from thresholds.yaml's exporter_job.

@@ -50,6 +50,16 @@ def wait_until(
         time.sleep(interval)
 
 
+def process_sockets(port: int) -> int:
+    """TCP sockets this process holds to ``port``, in any state: the in-process
+    exporter's connections to a server (a leak shows as more than it should hold)."""
+    import psutil
+
+    return sum(
+        1 for c in psutil.Process().net_connections("tcp") if c.raddr and c.raddr.port == port
+    )
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -9,10 +9,13 @@ can be switched off.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 from typing import Any
 
 import pytest
-from fixtures_core import HungServer, free_port, timed
+from fixtures_core import HungServer, free_port, process_sockets, timed, wait_until
 from fixtures_memcached import MemcachedServer
 
 from exporter import config as config_mod
@@ -306,3 +309,44 @@ def test_from_env_and_default_ports() -> None:
     config = config_mod.validate({"memcached": targets}, {})
     assert [label for label, _ in config.memcached[0].node_list()] == ["0", "1", "2"]
     assert from_env({}) == []
+
+
+async def test_faults_never_leave_more_than_one_connection_per_node(
+    memcached_factory: Any, start_exporter: Any
+) -> None:
+    a, b = memcached_factory(), memcached_factory()
+    # What `stats` reports with only the checker's own connection open.
+    base = {n.port: int(n.stats()["curr_connections"]) for n in (a, b)}
+
+    def exporter_connections(node: MemcachedServer) -> int:
+        return int(node.stats()["curr_connections"]) - base[node.port]
+
+    target = {"name": "ring", "nodes": [{"address": a.address, "name": "a"}, b.address]}
+    exp = await start_exporter(cfg(target))
+    await exp.wait_value("sparki_up", 1, adapter="memcached", target="ring")
+
+    async def one_per_node(what: str) -> None:
+        await exp.wait_value("sparki_memcached_node_up", 1, timeout=15, target="ring", node="a")
+        await exp.polls("memcached", "ring", 1)
+        for node in (a, b):
+            # The server drops abandoned connections when it sees them closed.
+            await asyncio.to_thread(
+                wait_until, lambda n=node: exporter_connections(n) == 1, 10, what=what
+            )
+            assert process_sockets(node.port) == 1, what
+
+    await one_per_node("at start")
+    assert a.proc is not None
+    os.kill(a.proc.pid, signal.SIGSTOP)  # a frozen node: connects succeed, nothing answers
+    try:
+        await exp.wait_value("sparki_memcached_node_up", 0, timeout=15, target="ring", node="a")
+        await exp.polls("memcached", "ring", 2)
+        assert await exp.value("sparki_memcached_node_up", target="ring", node="a") == 0
+        assert process_sockets(a.port) <= 1
+        assert exporter_connections(b) == 1 and process_sockets(b.port) == 1
+    finally:
+        os.kill(a.proc.pid, signal.SIGCONT)
+    await one_per_node("after a hang")
+
+    await asyncio.to_thread(a.restart)
+    await one_per_node("after a restart")

@@ -261,6 +261,7 @@ def value_template(unit: Unit) -> str:
         "intervals": "{{ $value | humanize }}",
         "bool": "{{ $value }}",
         "bytes": "{{ $value | humanize1024 }}B",
+        "count": "{{ $value }}",
     }[unit]
 
 

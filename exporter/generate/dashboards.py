@@ -308,6 +308,15 @@ UP_MAPPINGS = [
 ]
 
 
+YES_NO_MAPPINGS = [
+    dm.ValueMap(
+        options={
+            "0": dm.ValueMappingResult(text="NO", color="red", index=0),
+            "1": dm.ValueMappingResult(text="YES", color="green", index=1),
+        }
+    )
+]
+
 CAPABILITY_MAPPINGS = [
     dm.ValueMap(
         options={

@@ -154,6 +154,61 @@ SIGNALS: tuple[Signal, ...] = (
         ),
         counter_rate=True,
     ),
+    Signal(
+        key="mysql_galera_not_primary",
+        adapter="mysql",
+        alert="SparkiMysqlGaleraNotPrimary",
+        title="Galera node in the Primary component",
+        value="sparki_mysql_galera_cluster_primary",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("target",),
+        summary="Galera node {{ $labels.target }} is outside the Primary component",
+        description=(
+            "sparki_mysql_galera_cluster_primary is [value] on {{ $labels.target }} for"
+            " [for]: the node lost quorum (a network partition, or too many peers gone)"
+            " and refuses reads and writes until it is part of a majority again."
+        ),
+    ),
+    Signal(
+        key="mysql_galera_not_ready",
+        adapter="mysql",
+        alert="SparkiMysqlGaleraNotReady",
+        title="Galera node ready (wsrep_ready)",
+        value="sparki_mysql_galera_ready",
+        direction="below",
+        unit="bool",
+        window_minutes=0,
+        labels=("target",),
+        summary="Galera node {{ $labels.target }} does not accept queries",
+        description=(
+            "wsrep_ready is OFF on {{ $labels.target }} (sparki_mysql_galera_ready [value])"
+            " for [for]: its clients get 'WSREP has not yet prepared node for application"
+            " use'. sparki_mysql_galera_local_state says whether it is joining (1), a"
+            " donor (2) or outside the Primary component (0)."
+        ),
+    ),
+    Signal(
+        key="mysql_galera_cluster_size",
+        adapter="mysql",
+        alert="SparkiMysqlGaleraClusterSmall",
+        title="Galera cluster members",
+        value="sparki_mysql_galera_cluster_size",
+        direction="below",
+        unit="count",
+        window_minutes=0,
+        labels=("target",),
+        summary=(
+            "Galera node {{ $labels.target }} sees [value] cluster members, below [threshold]"
+        ),
+        description=(
+            "The cluster component of {{ $labels.target }} has [value] members (threshold"
+            " [threshold] for [for]): a majority of the members must remain for the cluster"
+            " to serve, so with fewer than three the next failure stops it."
+        ),
+        symptom=False,
+    ),
 )
 
 # Signals whose thresholds must be bucket edges of a histogram: signal key -> metric.
@@ -300,6 +355,33 @@ def dashboard(thresholds: Any) -> dict[str, Any]:
         [d.Query(f"sparki_mysql_replication_lag_seconds{t}", "{{target}} {{channel}}")],
         signal="mysql_replication_lag",
     )
+    b.row("Galera")
+    b.stat(
+        "Galera cluster members",
+        "none",
+        "wsrep_cluster_size as each node sees it (Galera nodes with the galera collector on).",
+        [d.Query(f"sparki_mysql_galera_cluster_size{t}", "{{target}}")],
+        signal="mysql_galera_cluster_size",
+        width=8,
+    )
+    b.stat(
+        "Galera Primary component",
+        "none",
+        "1 when the node's component has quorum (Primary); 0: it refuses reads and writes.",
+        [d.Query(f"sparki_mysql_galera_cluster_primary{t}", "{{target}}")],
+        signal="mysql_galera_not_primary",
+        width=8,
+        mappings=d.YES_NO_MAPPINGS,
+    )
+    b.stat(
+        "Galera node ready",
+        "none",
+        "1 when the node accepts queries (wsrep_ready); see the local state when it does not.",
+        [d.Query(f"sparki_mysql_galera_ready{t}", "{{target}}")],
+        signal="mysql_galera_not_ready",
+        width=8,
+        mappings=d.YES_NO_MAPPINGS,
+    )
     return b.build()
 
 
@@ -345,4 +427,12 @@ def synth(signal: Signal, st: Any) -> Any:
             ),
             labels,
         )
+    galera = {
+        "mysql_galera_not_primary": "sparki_mysql_galera_cluster_primary",
+        "mysql_galera_not_ready": "sparki_mysql_galera_ready",
+        "mysql_galera_cluster_size": "sparki_mysql_galera_cluster_size",
+    }
+    if key in galera:
+        labels = {"target": "galera-1"}
+        return p.Synth((p._gauge(galera[key], labels),), labels)
     raise KeyError(f"no test input synthesizer for signal {key}")

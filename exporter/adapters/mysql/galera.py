@@ -95,7 +95,7 @@ def families(target: str, part: Part) -> list[Metric]:
         ),
         (
             "local_state",
-            "wsrep_local_state: 1 joining, 2 donor, 3 joined, 4 synced",
+            "wsrep_local_state: 1 joining, 2 donor, 3 joined, 4 synced (0: not in a Primary one)",
             part.local_state,
         ),
     ):

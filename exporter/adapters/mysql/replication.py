@@ -28,8 +28,16 @@ class Channel:
     io_running: bool
     sql_running: bool
     lag: float | None  # None: unknown (a thread is stopped)
-    io_error: bool
-    sql_error: bool
+    io_errno: int  # Last_IO_Errno, 0 when none
+    sql_errno: int  # Last_SQL_Errno
+
+    @property
+    def io_error(self) -> bool:
+        return self.io_errno != 0
+
+    @property
+    def sql_error(self) -> bool:
+        return self.sql_errno != 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +65,8 @@ def channel_of(row: dict[str, Any]) -> Channel:
         io_running=io.lower() == "yes",
         sql_running=sql.lower() == "yes",
         lag=float(lag) if lag is not None else None,
-        io_error=int(_pick(row, "Last_IO_Errno") or 0) != 0,
-        sql_error=int(_pick(row, "Last_SQL_Errno") or 0) != 0,
+        io_errno=int(_pick(row, "Last_IO_Errno") or 0),
+        sql_errno=int(_pick(row, "Last_SQL_Errno") or 0),
     )
 
 
@@ -94,6 +102,14 @@ def families(target: str, part: Part) -> list[Metric]:
         "1 when the thread's last error (Last_IO_Errno / Last_SQL_Errno) is set",
         labels=["target", "channel", "thread"],
     )
+    # The number itself, as mysqld_exporter's mysql_slave_status_last_{io,sql}_errno:
+    # which error (1062 duplicate key, 2003 cannot reach the source, ...) tells the
+    # fix; the text (Last_*_Error) is left out, it can quote hosts and row data.
+    errno = GaugeMetricFamily(
+        "sparki_mysql_replication_last_error_number",
+        "The thread's last error number (Last_IO_Errno / Last_SQL_Errno); 0 when none",
+        labels=["target", "channel", "thread"],
+    )
     lag = GaugeMetricFamily(
         "sparki_mysql_replication_lag_seconds",
         "Seconds_Behind_Master/Source; absent while a thread is stopped (unknown)",
@@ -104,6 +120,8 @@ def families(target: str, part: Part) -> list[Metric]:
         running.add_metric([target, ch.name, "sql"], 1 if ch.sql_running else 0)
         error.add_metric([target, ch.name, "io"], 1 if ch.io_error else 0)
         error.add_metric([target, ch.name, "sql"], 1 if ch.sql_error else 0)
+        errno.add_metric([target, ch.name, "io"], ch.io_errno)
+        errno.add_metric([target, ch.name, "sql"], ch.sql_errno)
         if ch.lag is not None:
             lag.add_metric([target, ch.name], ch.lag)
-    return [running, error, lag]
+    return [running, error, errno, lag]

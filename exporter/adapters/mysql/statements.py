@@ -127,6 +127,26 @@ def rebucket(deltas: Iterable[tuple[float, int]], bounds: Sequence[float]) -> li
     return counts
 
 
+def rescale(counts: Sequence[int], n: int) -> list[int]:
+    """Bucket counts scaled to ``n`` calls, keeping their shape.
+
+    The histogram and the summary table are read by two statements: calls that finish
+    in between are in one reading and not yet in the other. The summary's count is the
+    one the calls counter uses, so the buckets are scaled to it (rounded on the
+    cumulative, so the result is non-negative and sums to ``n``): ``_count`` stays
+    equal to the calls counted, and the next interval evens the difference out.
+    """
+    total = sum(counts)
+    out: list[int] = []
+    done = seen = 0
+    for c in counts:
+        seen += c
+        upto = round(n * seen / total)
+        out.append(upto - done)
+        done = upto
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     schema: str
@@ -284,6 +304,8 @@ class Collector:
                     counts = rebucket(deltas, self.bounds)
                     if sum(counts) <= 0:
                         counts = None
+                    elif sum(counts) != d_calls:
+                        counts = rescale(counts, d_calls)
             if counts is None:
                 low, high = bounds[key]
                 mean = seconds / d_calls
