@@ -156,6 +156,17 @@ class CollectorErrors:
                 log.info("collector recovered", extra=fields)
 
 
+def failed_run(
+    name: str,
+    duration: float,
+    exc: BaseException,
+    describe: Callable[[BaseException], str] = lambda e: type(e).__name__,
+) -> CollectorRun:
+    """How a failed collector did: ``describe``'s text, without addresses, capped (it is
+    logged, and adapters with a runner of their own build these too)."""
+    return CollectorRun(name, False, duration, without_addresses(describe(exc))[:300])
+
+
 async def run(
     steps: Sequence[tuple[str, Callable[[], Awaitable[Any]]]],
     fatal: Fatal,
@@ -178,8 +189,7 @@ async def run(
         except Exception as exc:
             if fatal(exc):
                 raise
-            text = without_addresses(describe(exc))[:300]
-            runs.append(CollectorRun(name, False, time.perf_counter() - start, text))
+            runs.append(failed_run(name, time.perf_counter() - start, exc, describe))
         else:
             runs.append(CollectorRun(name, True, time.perf_counter() - start))
     return parts, tuple(runs)

@@ -32,6 +32,7 @@ each view is still read once per poll.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -119,9 +120,7 @@ async def run_batch(
             failed = name if error is not None else None
             break
         results.setdefault(name, []).append(await cur.fetchall())  # tuples already
-    counts: dict[str, int] = {}
-    for name in owners:
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(owners)
     done = {n: r for n, r in results.items() if len(r) == counts.get(n, 0) and n != failed}
     if failed is None and error is not None:
         # An error no query owns (the sync itself): nothing can be trusted to be done

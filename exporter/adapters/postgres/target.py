@@ -31,7 +31,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from ... import collector
 from ...collector import CollectorErrors, CollectorRun
 from ...config import GlobalConfig
-from ...errtext import without_addresses
 from ...metrics import (
     GaugeMetricFamily,
     HistogramSnapshot,
@@ -229,18 +228,15 @@ class PostgresTarget:
             raise outcome.error
         for name, c in batched:
             if name == outcome.failed and outcome.error is not None:
-                text = without_addresses(describe(outcome.error))[:300]
-                runs[name] = CollectorRun(name, False, shared, text)
+                runs[name] = collector.failed_run(name, shared, outcome.error, describe)
                 self.alone.add(name)  # alone until it succeeds: it must not abort the rest
             elif name in outcome.done:
                 begin = time.perf_counter()
                 try:
                     parts[name] = c.parse(outcome.done[name], version, standby)
                 except Exception as exc:  # an odd reply fails this collector only
-                    text = without_addresses(describe(exc))[:300]
-                    runs[name] = CollectorRun(
-                        name, False, shared + time.perf_counter() - begin, text
-                    )
+                    took = shared + time.perf_counter() - begin
+                    runs[name] = collector.failed_run(name, took, exc, describe)
                 else:
                     runs[name] = CollectorRun(name, True, shared + time.perf_counter() - begin)
         return parts, runs
